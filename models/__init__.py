@@ -1,0 +1,7 @@
+"""Build, convert and load TF Hub-format text modules (preprocessor + encoder).
+
+The modules follow the interface of the TF Hub BERT / RoBERTa / XLM-R modules:
+an encoder takes ``{"input_word_ids", "input_mask", "input_type_ids"}`` and returns
+``{"pooled_output", "sequence_output", "encoder_outputs"}``; a preprocessor is
+callable on strings and exposes ``tokenize`` and ``bert_pack_inputs``.
+"""

@@ -1,0 +1,168 @@
+"""The BERT-family transformer encoder (BERT, RoBERTa, XLM-R) as a TF Hub module.
+
+Post-LayerNorm blocks with exact (erf) GELU, as in Hugging Face's BertModel /
+RobertaModel / XLMRobertaModel. Weights are named exactly as in a Hugging Face
+checkpoint with the model prefix removed (``embeddings.word_embeddings.weight``,
+``encoder.layer.0.attention.self.query.weight``, ``pooler.dense.weight``...), and
+dense kernels keep torch's ``[out, in]`` layout on the way in.
+
+Interface (TF Hub's BERT encoder interface, as in the seeds' XLM-R/RoBERTa pages):
+  inputs:  dict of int32 ``input_word_ids``, ``input_mask``, ``input_type_ids``,
+           each ``[batch, seq]`` with both dimensions dynamic.
+  outputs: ``pooled_output`` [batch, hidden] (dense + tanh on the first token),
+           ``sequence_output`` [batch, seq, hidden], and ``encoder_outputs``, a list
+           with one [batch, seq, hidden] tensor per transformer block.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from models.config import EncoderConfig, ModelConfigError
+
+INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+INPUT_SIGNATURE = {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in INPUT_KEYS}
+
+
+def expected_weight_shapes(config: EncoderConfig) -> dict[str, tuple[int, ...]]:
+    """Every weight the encoder needs, with its Hugging Face (torch) shape."""
+    h, i = config.hidden_size, config.intermediate_size
+    shapes = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, h),
+        "embeddings.position_embeddings.weight": (config.max_position_embeddings, h),
+        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, h),
+        "embeddings.LayerNorm.weight": (h,),
+        "embeddings.LayerNorm.bias": (h,),
+        "pooler.dense.weight": (h, h),
+        "pooler.dense.bias": (h,),
+    }
+    for n in range(config.num_hidden_layers):
+        p = f"encoder.layer.{n}."
+        for name in ("query", "key", "value"):
+            shapes[p + f"attention.self.{name}.weight"] = (h, h)
+            shapes[p + f"attention.self.{name}.bias"] = (h,)
+        shapes.update({
+            p + "attention.output.dense.weight": (h, h),
+            p + "attention.output.dense.bias": (h,),
+            p + "attention.output.LayerNorm.weight": (h,),
+            p + "attention.output.LayerNorm.bias": (h,),
+            p + "intermediate.dense.weight": (i, h),
+            p + "intermediate.dense.bias": (i,),
+            p + "output.dense.weight": (h, i),
+            p + "output.dense.bias": (h,),
+            p + "output.LayerNorm.weight": (h,),
+            p + "output.LayerNorm.bias": (h,),
+        })
+    return shapes
+
+
+def check_weights(config: EncoderConfig, weights: dict[str, np.ndarray], source: str):
+    """Raise ModelConfigError naming the first missing or mis-shaped weight."""
+    for name, shape in expected_weight_shapes(config).items():
+        if name not in weights:
+            raise ModelConfigError(f"{source}: missing weight {name!r}")
+        if tuple(weights[name].shape) != shape:
+            raise ModelConfigError(
+                f"{source}: weight {name!r} has shape {tuple(weights[name].shape)}, "
+                f"config.json implies {shape}")
+
+
+class _Dense(tf.Module):
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, name: str):
+        super().__init__(name=name)
+        # torch stores [out, in]; x @ kernel wants [in, out].
+        self.kernel = tf.Variable(np.ascontiguousarray(weight.T), name="kernel")
+        self.bias = tf.Variable(bias, name="bias")
+
+    def __call__(self, x):
+        return tf.matmul(x, self.kernel) + self.bias
+
+
+class _LayerNorm(tf.Module):
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, epsilon: float, name: str):
+        super().__init__(name=name)
+        self.gamma = tf.Variable(gamma, name="gamma")
+        self.beta = tf.Variable(beta, name="beta")
+        self.epsilon = epsilon
+
+    def __call__(self, x):
+        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+
+
+class _TransformerBlock(tf.Module):
+    def __init__(self, config: EncoderConfig, w: dict[str, np.ndarray], prefix: str, name: str):
+        super().__init__(name=name)
+        eps = config.layer_norm_eps
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.head_size
+        dense = lambda n: _Dense(w[prefix + n + ".weight"], w[prefix + n + ".bias"], n.replace(".", "_"))
+        norm = lambda n: _LayerNorm(w[prefix + n + ".weight"], w[prefix + n + ".bias"], eps, n.replace(".", "_"))
+        self.query = dense("attention.self.query")
+        self.key = dense("attention.self.key")
+        self.value = dense("attention.self.value")
+        self.attention_output = dense("attention.output.dense")
+        self.attention_norm = norm("attention.output.LayerNorm")
+        self.intermediate = dense("intermediate.dense")
+        self.output = dense("output.dense")
+        self.output_norm = norm("output.LayerNorm")
+
+    def _split_heads(self, x, batch, seq):
+        x = tf.reshape(x, [batch, seq, self.num_heads, self.head_size])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def __call__(self, x, attention_bias):
+        batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+        q = self._split_heads(self.query(x), batch, seq)
+        k = self._split_heads(self.key(x), batch, seq)
+        v = self._split_heads(self.value(x), batch, seq)
+        scores = tf.matmul(q, k, transpose_b=True) * (self.head_size ** -0.5)
+        probs = tf.nn.softmax(scores + attention_bias, axis=-1)
+        context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
+        context = tf.reshape(context, [batch, seq, self.num_heads * self.head_size])
+        x = self.attention_norm(x + self.attention_output(context))
+        hidden = tf.nn.gelu(self.intermediate(x), approximate=False)
+        return self.output_norm(x + self.output(hidden))
+
+
+class TransformerEncoder(tf.Module):
+    """A BERT-family encoder with TF Hub's encoder interface; save it with tf.saved_model."""
+
+    def __init__(self, config: EncoderConfig, weights: dict[str, np.ndarray], source: str = "weights"):
+        super().__init__(name="transformer_encoder")
+        check_weights(config, weights, source)
+        w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.config = config
+        self._uses_roberta_positions = config.uses_roberta_positions
+        self._padding_idx = config.pad_token_id
+        self.word_embeddings = tf.Variable(w["embeddings.word_embeddings.weight"], name="word_embeddings")
+        self.position_embeddings = tf.Variable(w["embeddings.position_embeddings.weight"], name="position_embeddings")
+        self.token_type_embeddings = tf.Variable(w["embeddings.token_type_embeddings.weight"], name="token_type_embeddings")
+        self.embedding_norm = _LayerNorm(w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"],
+                                         config.layer_norm_eps, "embeddings_LayerNorm")
+        self.blocks = [_TransformerBlock(config, w, f"encoder.layer.{n}.", f"layer_{n}")
+                       for n in range(config.num_hidden_layers)]
+        self.pooler = _Dense(w["pooler.dense.weight"], w["pooler.dense.bias"], "pooler")
+
+    def _position_ids(self, input_mask):
+        if self._uses_roberta_positions:
+            # fairseq/HF RoBERTa: real tokens count from padding_idx + 1, padding gets padding_idx.
+            return tf.cumsum(input_mask, axis=1) * input_mask + self._padding_idx
+        seq = tf.shape(input_mask)[1]
+        return tf.broadcast_to(tf.range(seq)[tf.newaxis, :], tf.shape(input_mask))
+
+    @tf.function(input_signature=[INPUT_SIGNATURE])
+    def __call__(self, inputs):
+        ids = inputs["input_word_ids"]
+        mask = inputs["input_mask"]
+        x = (tf.gather(self.word_embeddings, ids)
+             + tf.gather(self.position_embeddings, self._position_ids(mask))
+             + tf.gather(self.token_type_embeddings, inputs["input_type_ids"]))
+        x = self.embedding_norm(x)
+        attention_bias = (1.0 - tf.cast(mask, tf.float32))[:, tf.newaxis, tf.newaxis, :] * -1e9
+        encoder_outputs = []
+        for block in self.blocks:
+            x = block(x, attention_bias)
+            encoder_outputs.append(x)
+        pooled = tf.tanh(self.pooler(x[:, 0, :]))
+        return {"pooled_output": pooled, "sequence_output": x, "encoder_outputs": encoder_outputs}
