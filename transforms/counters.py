@@ -1,0 +1,58 @@
+"""Names of the pipeline's Beam counters, in one place for every stage and test.
+
+The counters reconcile a run: every input record is counted once in READ and ends
+up in exactly one of EMBEDDED, DUPLICATES or a DEAD_LETTERED[reason] counter, so
+
+    read == embedded + duplicates + sum(dead_lettered_<reason>)
+
+Query them after a run with ``result.metrics().query(counter_filter(name))``.
+"""
+from __future__ import annotations
+
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+from transforms.records import REASONS
+
+NAMESPACE = "beam_embed"
+
+# Incremented by ReadCorpus once per input record (line or row), good or bad.
+READ = "read"
+# Incremented by DeduplicateDocuments for each extra copy of an identical record.
+DUPLICATES = "duplicates"
+# Incremented by the embedding stage for each document it writes an embedding for.
+EMBEDDED = "embedded"
+
+DEAD_LETTERED_PREFIX = "dead_lettered_"
+# reason -> counter name, e.g. "empty_text" -> "dead_lettered_empty_text".
+DEAD_LETTERED = {reason: DEAD_LETTERED_PREFIX + reason for reason in REASONS}
+
+
+def counter(name: str):
+    """The Beam counter ``name`` in this pipeline's namespace."""
+    return Metrics.counter(NAMESPACE, name)
+
+
+def dead_lettered_counter(reason: str):
+    """The counter of dead letters with ``reason`` (KeyError for an unknown reason)."""
+    return counter(DEAD_LETTERED[reason])
+
+
+def counter_filter(name: str | None = None) -> MetricsFilter:
+    """A MetricsFilter for one counter of this namespace, or all of them."""
+    metrics_filter = MetricsFilter().with_namespace(NAMESPACE)
+    return metrics_filter.with_name(name) if name else metrics_filter
+
+
+def committed_counters(pipeline_result) -> dict[str, int]:
+    """All counters of this namespace after a run, summed over steps, by name.
+
+    Uses committed values (the ones a runner guarantees); runners that do not
+    report committed values fall back to attempted ones.
+    """
+    totals: dict[str, int] = {}
+    for result in pipeline_result.metrics().query(counter_filter())["counters"]:
+        value = result.committed if result.committed is not None else result.attempted
+        name = result.key.metric.name
+        totals[name] = totals.get(name, 0) + (value or 0)
+    return totals

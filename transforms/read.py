@@ -1,0 +1,517 @@
+"""Reading a corpus into Documents, with every unusable record dead-lettered.
+
+``ReadCorpus`` reads text, JSONL, CSV or Parquet files through Beam's FileSystems
+(so local paths and ``gs://`` both work) and never fails on a bad record: each one
+becomes a DeadLetter that says why and where.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import zlib
+from typing import Iterable, Iterator, NamedTuple, Optional, Union
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import counters
+from transforms.records import RAW_PREFIX_BYTES, DeadLetter, Document, raw_prefix
+
+INPUT_FORMATS = ("text", "jsonl", "csv", "parquet")
+
+_FORMAT_BY_EXTENSION = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+# Suffixes Beam's CompressionTypes.AUTO decompresses transparently when reading.
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".xz", ".lzma")
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+# Python's csv module refuses fields over 128 KiB by default; corpus documents can
+# be megabytes long, and length limits are the tokenizer's business, not the reader's.
+_CSV_FIELD_SIZE_LIMIT = 2**31 - 1
+
+DOCUMENTS_TAG = "documents"
+DEAD_LETTERS_TAG = "dead_letters"
+
+
+class ReadResult(NamedTuple):
+    """What ReadCorpus and DeduplicateDocuments return: two PCollections.
+
+    Unpack it (``documents, dead_letters = ...``) or use the attributes.
+    """
+    documents: beam.PCollection  # of Document
+    dead_letters: beam.PCollection  # of DeadLetter
+
+
+def infer_input_format(file_pattern: str) -> str:
+    """The input format implied by the pattern's extension (ignoring .gz and co).
+
+    Raises ValueError, naming the ``--input_format`` option, when it cannot tell.
+    """
+    name = file_pattern.lower()
+    compression = next((s for s in _COMPRESSION_SUFFIXES if name.endswith(s)), "")
+    stem = name[:len(name) - len(compression)]
+    for extension, input_format in _FORMAT_BY_EXTENSION.items():
+        if stem.endswith(extension):
+            if input_format == "parquet" and compression:
+                raise ValueError(
+                    f"--input {file_pattern!r}: Parquet files cannot be "
+                    f"{compression}-compressed as a whole (Parquet compresses "
+                    "internally)")
+            return input_format
+    raise ValueError(
+        f"cannot infer the input format of --input {file_pattern!r} from its "
+        f"extension; set --input_format (input_format=) to one of "
+        f"{', '.join(INPUT_FORMATS)}")
+
+
+class ReadCorpus(beam.PTransform):
+    """Reads documents from files; returns ``ReadResult(documents, dead_letters)``.
+
+    Args:
+      file_pattern: a path or glob understood by Beam's FileSystems
+        (``/data/*.jsonl``, ``gs://bucket/corpus-*.parquet``). It must match at
+        least one file.
+      input_format: ``"text"`` (one document per line, id = hex SHA-256 of the
+        line's UTF-8 text), ``"jsonl"``, ``"csv"`` (with a header row) or
+        ``"parquet"``; ``None`` infers it from the extension, compressed text
+        formats (``.gz``, ``.bz2``, ...) included.
+      id_field, text_field, text_pair_field: names of the id, text and optional
+        second-text fields of JSONL objects, CSV columns or Parquet columns. Integer
+        ids are turned into strings. When ``text_pair_field`` is set, every record
+        needs that field too.
+      max_text_bytes: optional limit on the UTF-8 size of text (plus text_pair);
+        longer records are dead-lettered as ``too_long``. ``None`` keeps all.
+      validate: check at construction time that ``file_pattern`` matches files,
+        for a clear error before the pipeline starts. Turn off when the launching
+        machine cannot see the files.
+
+    Every input record (a line of a text or JSONL file, a CSV data row, a Parquet
+    row) increments the ``read`` counter once and comes out either as a Document or
+    as a DeadLetter, whose ``source`` gives ``path:line`` (``path:row N`` for
+    Parquet). Blank lines in JSONL and CSV files separate records and are not
+    records; in text files they are, and are dead-lettered as ``empty_text``.
+    JSONL/CSV/Parquet records whose id or text is present but empty are
+    dead-lettered as ``missing_field`` and ``empty_text`` respectively.
+    """
+
+    def __init__(
+        self,
+        file_pattern: str,
+        input_format: Optional[str] = None,
+        id_field: str = "id",
+        text_field: str = "text",
+        text_pair_field: Optional[str] = None,
+        max_text_bytes: Optional[int] = None,
+        validate: bool = True,
+    ):
+        super().__init__()
+        if input_format is None:
+            input_format = infer_input_format(file_pattern)
+        elif input_format not in INPUT_FORMATS:
+            raise ValueError(
+                f"--input_format {input_format!r} is not supported; use one of "
+                f"{', '.join(INPUT_FORMATS)}")
+        if validate:
+            _check_pattern_matches(file_pattern)
+        self._file_pattern = file_pattern
+        self._parser = _RecordParser(
+            input_format, id_field, text_field, text_pair_field, max_text_bytes)
+
+    def expand(self, pbegin) -> ReadResult:
+        parsed = (
+            pbegin
+            | "MatchFiles" >> fileio.MatchFiles(
+                self._file_pattern,
+                empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+            # Spread the files over workers: the match is one element otherwise.
+            | "ReshuffleFiles" >> beam.Reshuffle()
+            | "ReadMatches" >> fileio.ReadMatches()
+            | "Parse" >> beam.ParDo(_ParseFileFn(self._parser))
+            .with_output_types(Document, **{DEAD_LETTERS_TAG: DeadLetter})
+            .with_outputs(DEAD_LETTERS_TAG, main=DOCUMENTS_TAG))
+        # Each file is parsed whole by one DoFn call, so Beam cannot split a large
+        # file between workers (unlike ReadFromText). Redistributing the documents
+        # at least lets the expensive embedding step run in parallel instead of
+        # staying fused to the worker that happened to read the file.
+        documents = parsed[DOCUMENTS_TAG] | "ReshuffleDocuments" >> beam.Reshuffle()
+        return ReadResult(documents, parsed[DEAD_LETTERS_TAG])
+
+
+def _check_pattern_matches(file_pattern: str) -> None:
+    try:
+        matched = FileSystems.match([file_pattern])[0].metadata_list
+    except Exception as error:  # BeamIOError for a missing bucket or path, etc.
+        raise ValueError(
+            f"--input {file_pattern!r} cannot be matched: {error}") from error
+    if not matched:
+        raise ValueError(f"--input {file_pattern!r} matches no files")
+
+
+class _ParseFileFn(beam.DoFn):
+    """ReadableFile -> Documents (main output) and DeadLetters (tagged)."""
+
+    def __init__(self, parser: "_RecordParser"):
+        self._parser = parser
+
+    def setup(self):
+        self._read = counters.counter(counters.READ)
+        self._dead_lettered = {
+            reason: counters.counter(name)
+            for reason, name in counters.DEAD_LETTERED.items()}
+        if self._parser.input_format == "csv":
+            csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))
+
+    def process(self, readable_file: fileio.ReadableFile):
+        path = readable_file.metadata.path
+        # Parquet needs random access; the line formats are decompressed by suffix.
+        compression = (CompressionTypes.UNCOMPRESSED
+                       if self._parser.input_format == "parquet"
+                       else CompressionTypes.AUTO)
+        with readable_file.open(compression_type=compression) as stream:
+            for record in self._parser.parse(path, stream):
+                self._read.inc()
+                if isinstance(record, DeadLetter):
+                    self._dead_lettered[record.reason].inc()
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTERS_TAG, record)
+                else:
+                    yield record
+
+
+Record = Union[Document, DeadLetter]
+
+
+class _RecordParser:
+    """Turns one file's byte stream into exactly one Document or DeadLetter per
+    input record. Plain Python (no Beam), so it is cheap to test and reason about.
+    """
+
+    def __init__(self, input_format, id_field, text_field, text_pair_field,
+                 max_text_bytes):
+        self.input_format = input_format
+        self._id_field = id_field
+        self._text_field = text_field
+        self._text_pair_field = text_pair_field
+        self._max_text_bytes = max_text_bytes
+
+    def parse(self, path: str, stream) -> Iterator[Record]:
+        parse_format = {
+            "text": self._parse_text,
+            "jsonl": self._parse_jsonl,
+            "csv": self._parse_csv,
+            "parquet": self._parse_parquet,
+        }[self.input_format]
+        position = _Position()
+        try:
+            yield from parse_format(path, stream, position)
+        except (OSError, EOFError, zlib.error, ValueError) as error:
+            # A truncated .gz or a file that is not Parquet: what was read stands,
+            # the unreadable rest becomes one dead letter instead of a failed job.
+            # (The csv module's and pyarrow's errors derive from these.)
+            yield DeadLetter(
+                "malformed_record",
+                f"unreadable {self.input_format} file after {position.describe()}: "
+                f"{type(error).__name__}: {error}",
+                f"{path}:{position.next_line}", "", None)
+
+    # Plain text -------------------------------------------------------------------
+
+    def _parse_text(self, path, stream, position) -> Iterator[Record]:
+        for line_number, offset, content, _ in _lines(stream, position):
+            source = f"{path}:{line_number}"
+            text = _decode_line(content, offset)
+            if isinstance(text, _Utf8Error):
+                yield text.dead_letter(source, content)
+                continue
+            if not text.strip():
+                yield DeadLetter("empty_text", _empty_detail(text, "line"), source,
+                                 raw_prefix(content))
+                continue
+            too_long = self._too_long(text, None, source, content, None)
+            if too_long:
+                yield too_long
+                continue
+            # The id identifies the text itself, so a re-run or a copy of the same
+            # line anywhere in the corpus gets the same id (and deduplicates).
+            yield Document(hashlib.sha256(content).hexdigest(), text, None, source)
+
+    # JSON lines ---------------------------------------------------------------------
+
+    def _parse_jsonl(self, path, stream, position) -> Iterator[Record]:
+        for line_number, offset, content, _ in _lines(stream, position):
+            if not content.strip():
+                continue
+            source = f"{path}:{line_number}"
+            text = _decode_line(content, offset)
+            if isinstance(text, _Utf8Error):
+                yield text.dead_letter(source, content)
+                continue
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError) as error:
+                yield DeadLetter("malformed_record", f"invalid JSON: {error}",
+                                 source, raw_prefix(content))
+                continue
+            if not isinstance(value, dict):
+                yield DeadLetter(
+                    "malformed_record",
+                    f"JSON value is a {_type_name(value)}, not an object",
+                    source, raw_prefix(content))
+                continue
+            yield self._from_fields(value, source, content)
+
+    # CSV ------------------------------------------------------------------------------
+
+    def _parse_csv(self, path, stream, position) -> Iterator[Record]:
+        # csv.reader pulls decoded lines (with their line ends, which quoted
+        # multi-line fields need) from a generator; lines that are not UTF-8 are set
+        # aside as dead letters and yielded before the record that follows them.
+        pending: list[DeadLetter] = []
+        record = _CsvRecordLines()
+
+        def decoded_lines():
+            for line_number, offset, content, ending in _lines(stream, position):
+                text = _decode_line(content, offset)
+                if isinstance(text, _Utf8Error):
+                    pending.append(text.dead_letter(f"{path}:{line_number}", content))
+                    continue
+                record.add(line_number, content + ending)
+                yield text + ending.decode("ascii")
+
+        reader = csv.reader(decoded_lines(), strict=True)
+        header = None
+        while True:
+            record.reset()
+            try:
+                row = next(reader)
+                error = None
+            except StopIteration:
+                break
+            except csv.Error as csv_error:
+                row, error = None, csv_error
+            yield from pending
+            pending.clear()
+            source = f"{path}:{record.first_line}"
+            if error is not None:
+                yield DeadLetter("malformed_record", f"invalid CSV: {error}", source,
+                                 raw_prefix(record.raw))
+                continue
+            if not row:
+                continue  # a blank line
+            if header is None:
+                header = row
+                continue
+            if len(row) != len(header):
+                yield DeadLetter(
+                    "malformed_record",
+                    f"row has {len(row)} fields, the header has {len(header)}",
+                    source, raw_prefix(record.raw))
+                continue
+            yield self._from_fields(dict(zip(header, row)), source, record.raw)
+        yield from pending
+
+    # Parquet -------------------------------------------------------------------------
+
+    def _parse_parquet(self, path, stream, position) -> Iterator[Record]:
+        import pyarrow.parquet as pq  # only Parquet readers pay for the import
+
+        parquet_file = pq.ParquetFile(stream)
+        present = set(parquet_file.schema_arrow.names)
+        wanted = [name for name in (self._id_field, self._text_field,
+                                    self._text_pair_field)
+                  if name is not None and name in present]
+        row_number = 0
+        position.unit = "row"
+        # Batches keep memory bounded by the batch, not the file or row group.
+        for batch in parquet_file.iter_batches(batch_size=1024, columns=wanted):
+            for row in batch.to_pylist():
+                position.next_line = row_number
+                source = f"{path}:row {row_number}"
+                row_number += 1
+                raw = json.dumps(row, ensure_ascii=False, default=repr)
+                yield self._from_fields(row, source, raw)
+            position.next_line = row_number
+
+    # Shared field checks --------------------------------------------------------------
+
+    def _from_fields(self, fields: dict, source: str, raw: bytes | str) -> Record:
+        def dead(reason, detail, doc_id=None):
+            return DeadLetter(reason, detail, source, raw_prefix(raw), doc_id)
+
+        if self._id_field not in fields:
+            return dead("missing_field", f"field {self._id_field!r} is missing")
+        doc_id = fields[self._id_field]
+        if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int, bytes)):
+            return dead("invalid_type",
+                        f"field {self._id_field!r} is {_type_name(doc_id)}, "
+                        "expected a string or an integer")
+        if isinstance(doc_id, int):
+            doc_id = str(doc_id)
+        doc_id = _as_text(doc_id)
+        if isinstance(doc_id, _FieldUtf8Error):
+            return dead("invalid_utf8", doc_id.detail(self._id_field))
+        if doc_id == "":
+            return dead("missing_field", f"field {self._id_field!r} is empty")
+
+        texts = {}
+        for name in (self._text_field, self._text_pair_field):
+            if name is None:
+                continue
+            if name not in fields:
+                return dead("missing_field", f"field {name!r} is missing", doc_id)
+            value = fields[name]
+            if not isinstance(value, (str, bytes)):
+                return dead("invalid_type",
+                            f"field {name!r} is {_type_name(value)}, expected a string",
+                            doc_id)
+            value = _as_text(value)
+            if isinstance(value, _FieldUtf8Error):
+                return dead("invalid_utf8", value.detail(name), doc_id)
+            if not value.strip():
+                return dead("empty_text", _empty_detail(value, f"field {name!r}"),
+                            doc_id)
+            texts[name] = value
+        text = texts[self._text_field]
+        text_pair = texts.get(self._text_pair_field)
+        too_long = self._too_long(text, text_pair, source, raw, doc_id)
+        return too_long or Document(doc_id, text, text_pair, source)
+
+    def _too_long(self, text, text_pair, source, raw, doc_id) -> Optional[DeadLetter]:
+        if self._max_text_bytes is None:
+            return None
+        size = len(text.encode("utf-8")) + len((text_pair or "").encode("utf-8"))
+        if size <= self._max_text_bytes:
+            return None
+        return DeadLetter(
+            "too_long", f"text is {size} UTF-8 bytes, the limit is "
+            f"{self._max_text_bytes}", source, raw_prefix(raw), doc_id)
+
+
+class _Position:
+    """Where a parser is in its file, for the message if the file breaks off."""
+
+    def __init__(self):
+        self.next_line = 1
+        self.unit = "line"
+
+    def describe(self) -> str:
+        if self.unit == "row":
+            return f"{self.next_line} rows"
+        return f"{self.next_line - 1} lines"
+
+
+def _lines(stream, position: _Position) -> Iterator[tuple[int, int, bytes, bytes]]:
+    """(1-based line number, byte offset, content, line ending) for each line.
+
+    Reads bytes, so nothing is decoded yet; a UTF-8 byte-order mark at the start of
+    the file is dropped. Only "\\n" and "\\r\\n" end lines: a lone "\\r" or other
+    Unicode line separators stay inside the text, as they would for Beam's
+    ReadFromText.
+    """
+    offset = 0
+    line_number = 0
+    for line in iter(stream.readline, b""):
+        line_number += 1
+        position.next_line = line_number + 1
+        start = offset
+        offset += len(line)
+        if line_number == 1 and line.startswith(_UTF8_BOM):
+            line = line[len(_UTF8_BOM):]
+            start += len(_UTF8_BOM)
+        if line.endswith(b"\r\n"):
+            content, ending = line[:-2], b"\r\n"
+        elif line.endswith(b"\n"):
+            content, ending = line[:-1], b"\n"
+        else:
+            content, ending = line, b""
+        yield line_number, start, content, ending
+
+
+class _Utf8Error(NamedTuple):
+    line_offset: int
+    file_offset: int
+    byte: int
+
+    def dead_letter(self, source: str, content: bytes) -> DeadLetter:
+        return DeadLetter(
+            "invalid_utf8",
+            f"invalid UTF-8 byte 0x{self.byte:02x} at byte offset {self.line_offset} "
+            f"of the line (byte {self.file_offset} of the file)",
+            source, raw_prefix(content))
+
+
+def _decode_line(content: bytes, offset: int) -> Union[str, _Utf8Error]:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return _Utf8Error(error.start, offset + error.start, content[error.start])
+
+
+class _FieldUtf8Error(NamedTuple):
+    position: int
+    what: str
+
+    def detail(self, field: str) -> str:
+        return f"field {field!r} has {self.what} at character offset {self.position}"
+
+
+def _as_text(value: Union[str, bytes]) -> Union[str, _FieldUtf8Error]:
+    """``value`` as a str that can be encoded as UTF-8, or why it cannot be.
+
+    JSON can spell lone surrogates ("\\ud800") that decode into a Python str but
+    cannot be written as UTF-8; Parquet binary columns may hold any bytes.
+    """
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return _FieldUtf8Error(
+                error.start, f"invalid UTF-8 byte 0x{value[error.start]:02x}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return _FieldUtf8Error(
+            error.start, f"a lone surrogate U+{ord(value[error.start]):04X}")
+    return value
+
+
+class _CsvRecordLines:
+    """The physical lines of the CSV record being parsed: first line and raw bytes."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.first_line: Optional[int] = None
+        self._raw = bytearray()
+
+    def add(self, line_number: int, line: bytes):
+        if self.first_line is None:
+            self.first_line = line_number
+        if len(self._raw) <= RAW_PREFIX_BYTES:
+            self._raw += line
+
+    @property
+    def raw(self) -> bytes:
+        return bytes(self._raw).rstrip(b"\r\n")
+
+
+def _empty_detail(text: str, what: str) -> str:
+    return f"{what} is empty" if text == "" else f"{what} is only whitespace"
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value),
+                                                       type(value).__name__)

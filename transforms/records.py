@@ -1,0 +1,101 @@
+"""The records that travel through the pipeline: a Document to embed, or a DeadLetter.
+
+Both are frozen dataclasses registered with Beam's RowCoder, so Beam encodes them
+field by field (compact, deterministic, usable as a GroupByKey value or key) rather
+than pickling each element; they also pickle normally for DoFn closures and tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional
+
+import apache_beam as beam
+
+# Every reason a record can leave the pipeline without an embedding. Metrics and
+# the dead-letter files use these exact strings, so they are part of the interface.
+REASONS = (
+    "empty_text",
+    "invalid_utf8",
+    "malformed_record",
+    "missing_field",
+    "invalid_type",
+    "too_long",
+    "duplicate_id",
+    "inference_error",
+)
+
+# A dead letter keeps a prefix of the raw input only: enough to find and eyeball the
+# record, while one pathological multi-megabyte line cannot bloat the error output.
+RAW_PREFIX_BYTES = 1024
+
+
+def raw_prefix(raw: bytes | str) -> str:
+    """The first RAW_PREFIX_BYTES bytes of ``raw`` as printable text.
+
+    Bytes that are not UTF-8 become ``\\xNN`` escapes (and so do lone surrogates in
+    a str) so that the dead-letter JSON can always be written. A multi-byte character
+    cut by the limit is dropped rather than escaped.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="backslashreplace")
+    head = raw[:RAW_PREFIX_BYTES]
+    text = head.decode("utf-8", errors="backslashreplace")
+    if len(raw) > RAW_PREFIX_BYTES:
+        # Only the tail can hold a character split by the cut; trim its escapes.
+        tail_start = max(0, RAW_PREFIX_BYTES - 3)
+        try:
+            head[tail_start:].decode("utf-8")
+        except UnicodeDecodeError as err:
+            if err.reason == "unexpected end of data":
+                text = head[:tail_start + err.start].decode(
+                    "utf-8", errors="backslashreplace")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """One text to embed.
+
+    ``source`` says where it came from: ``"path:line"`` (1-based line) for text,
+    JSONL and CSV inputs, ``"path:row N"`` (0-based row) for Parquet.
+    ``text_pair`` is the optional second segment for cross-encoder style inputs.
+    """
+    id: str
+    text: str
+    text_pair: Optional[str]
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be embedded, with why and where.
+
+    ``reason`` is one of REASONS (anything else raises ValueError), ``detail`` is a
+    human-readable explanation, ``raw`` the start of the raw input (see raw_prefix),
+    ``id`` the record id when one could be read.
+    """
+    reason: str
+    detail: str
+    source: str
+    raw: str
+    id: Optional[str] = None
+
+    def __post_init__(self):
+        if self.reason not in REASONS:
+            raise ValueError(
+                f"unknown dead-letter reason {self.reason!r}; expected one of "
+                f"{', '.join(REASONS)}")
+
+    def to_json(self) -> str:
+        """One JSON object (no newline) with keys id, source, reason, detail, raw."""
+        return json.dumps(
+            {"id": self.id, "source": self.source, "reason": self.reason,
+             "detail": self.detail, "raw": self.raw},
+            ensure_ascii=False)
+
+
+# RowCoder instead of the pickling fallback. Frozen dataclasses only get it when
+# registered explicitly (Beam keeps pickling them otherwise, for compatibility).
+beam.coders.registry.register_row(Document)
+beam.coders.registry.register_row(DeadLetter)
