@@ -56,3 +56,11 @@ def committed_counters(pipeline_result) -> dict[str, int]:
         name = result.key.metric.name
         totals[name] = totals.get(name, 0) + (value or 0)
     return totals
+
+# Embedding-stage counters (EmbedText). TOKENS counts real tokens the encoder saw,
+# TOKENS_COMPUTED the padded batch_size x seq_length it computed: their ratio is
+# the run's padding efficiency.
+TOKENS = "tokens"
+TOKENS_COMPUTED = "tokens_computed"
+TRUNCATED = "truncated"
+OOM_SPLITS = "oom_splits"

@@ -9,16 +9,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import lzma
 import zlib
 from typing import Iterable, Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
+import pyarrow
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
-from transforms.records import RAW_PREFIX_BYTES, DeadLetter, Document, raw_prefix
+from transforms.records import (RAW_PREFIX_BYTES, DeadLetter, Document, encodable,
+                                raw_prefix)
 
 INPUT_FORMATS = ("text", "jsonl", "csv", "parquet")
 
@@ -38,6 +41,10 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 # Python's csv module refuses fields over 128 KiB by default; corpus documents can
 # be megabytes long, and length limits are the tokenizer's business, not the reader's.
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
+
+# Errors that mean the bytes of a file are corrupt (not that reading it failed for
+# a passing reason, like a network error, which must fail the bundle so it retries).
+_CORRUPT_FILE_ERRORS = (zlib.error, lzma.LZMAError, EOFError, pyarrow.ArrowInvalid)
 
 DOCUMENTS_TAG = "documents"
 DEAD_LETTERS_TAG = "dead_letters"
@@ -172,7 +179,8 @@ class _ParseFileFn(beam.DoFn):
             csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))
 
     def process(self, readable_file: fileio.ReadableFile):
-        path = readable_file.metadata.path
+        # Only the name in ``source`` is escaped: the file opens by its real path.
+        path = encodable(readable_file.metadata.path)
         # Parquet needs random access; the line formats are decompressed by suffix.
         compression = (CompressionTypes.UNCOMPRESSED
                        if self._parser.input_format == "parquet"
@@ -213,10 +221,9 @@ class _RecordParser:
         position = _Position()
         try:
             yield from parse_format(path, stream, position)
-        except (OSError, EOFError, zlib.error, ValueError) as error:
-            # A truncated .gz or a file that is not Parquet: what was read stands,
-            # the unreadable rest becomes one dead letter instead of a failed job.
-            # (The csv module's and pyarrow's errors derive from these.)
+        except _CORRUPT_FILE_ERRORS as error:
+            # A corrupt .gz or a file that is not Parquet: what was read stands, the
+            # unreadable rest becomes one dead letter instead of a failed job.
             yield DeadLetter(
                 "malformed_record",
                 f"unreadable {self.input_format} file after {position.describe()}: "

@@ -53,6 +53,27 @@ def raw_prefix(raw: bytes | str) -> str:
     return text
 
 
+def encodable(text: str) -> str:
+    """``text`` if it can be written as UTF-8, else with the offending characters
+    escaped.
+
+    Beam's coders encode every str as UTF-8 and fail on lone surrogates, which
+    Python puts in file names that are not UTF-8 (``os.fsdecode``'s
+    surrogateescape) and which JSON can spell. Such file names get their original
+    bytes back as ``\\xNN``; other lone surrogates become ``\\udNNN``.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode(
+            "utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclasses.dataclass(frozen=True)
 class Document:
     """One text to embed.
@@ -60,6 +81,8 @@ class Document:
     ``source`` says where it came from: ``"path:line"`` (1-based line) for text,
     JSONL and CSV inputs, ``"path:row N"`` (0-based row) for Parquet.
     ``text_pair`` is the optional second segment for cross-encoder style inputs.
+    Every str must be encodable as UTF-8 (see ``encodable``): ReadCorpus
+    guarantees it, and Beam's coder needs it.
     """
     id: str
     text: str
@@ -73,7 +96,9 @@ class DeadLetter:
 
     ``reason`` is one of REASONS (anything else raises ValueError), ``detail`` is a
     human-readable explanation, ``raw`` the start of the raw input (see raw_prefix),
-    ``id`` the record id when one could be read.
+    ``id`` the record id when one could be read. Text that cannot be written as
+    UTF-8 is escaped on construction (see ``encodable``), so reporting a bad
+    record can never fail in turn.
     """
     reason: str
     detail: str
@@ -86,6 +111,11 @@ class DeadLetter:
             raise ValueError(
                 f"unknown dead-letter reason {self.reason!r}; expected one of "
                 f"{', '.join(REASONS)}")
+        for name in ("detail", "source", "raw", "id"):
+            value = getattr(self, name)
+            if value is not None:
+                # Frozen: fields can only be replaced this way, during construction.
+                object.__setattr__(self, name, encodable(value))
 
     def to_json(self) -> str:
         """One JSON object (no newline) with keys id, source, reason, detail, raw."""

@@ -1,0 +1,138 @@
+"""``EmbedText``: Documents in, embedding rows and dead letters out.
+
+    documents ──Tokenize (RunInference)──> pieces ──BatchByLength──> batches
+      ──Encode (RunInference)──> vectors ──[chunk mode: average a document's windows]──> rows
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import RunInference
+
+from transforms import counters
+from transforms.batching import BatchByLength
+from transforms.encode import EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions
+from transforms.records import DeadLetter, raw_prefix
+from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler
+
+_DEAD = "dead_letters"
+
+
+class EmbedResult(NamedTuple):
+    rows: beam.PCollection          # dicts: id, embedding, n_tokens, truncated[, n_chunks, text, text_pair]
+    dead_letters: beam.PCollection  # DeadLetter
+
+
+def _split_tokenized(result):
+    if isinstance(result, DeadLetter):
+        counters.dead_lettered_counter(result.reason).inc()
+        yield beam.pvalue.TaggedOutput(_DEAD, result)
+        return
+    if result[0].truncated:
+        counters.counter(counters.TRUNCATED).inc()
+    yield from result
+
+
+def _row(piece: Piece, vector: np.ndarray, n_tokens: int, n_chunks: int | None) -> dict:
+    row = {"id": piece.doc_id, "embedding": vector.astype(np.float32), "n_tokens": n_tokens,
+           "truncated": piece.truncated}
+    if n_chunks is not None:
+        row["n_chunks"] = n_chunks
+    if piece.text is not None:
+        row["text"] = piece.text
+        if piece.text_pair is not None:
+            row["text_pair"] = piece.text_pair
+    return row
+
+
+class _ToRows(beam.DoFn):
+    """Single-piece documents become rows now; chunked ones are keyed for merging."""
+    CHUNKS = "chunks"
+
+    def __init__(self, chunk_mode: bool):
+        self._chunk_mode = chunk_mode
+
+    def process(self, encoded: Encoded):
+        piece = encoded.piece
+        if piece.n_chunks > 1:
+            yield beam.pvalue.TaggedOutput(self.CHUNKS, (piece.doc_id, encoded))
+        elif encoded.error is not None:
+            yield _dead_letter(encoded)
+        else:
+            counters.counter(counters.EMBEDDED).inc()
+            yield _row(piece, encoded.vector, piece.n_tokens, 1 if self._chunk_mode else None)
+
+
+def _dead_letter(encoded: Encoded):
+    piece = encoded.piece
+    counters.dead_lettered_counter("inference_error").inc()
+    return beam.pvalue.TaggedOutput(_DEAD, DeadLetter(
+        "inference_error", encoded.error, piece.source, raw_prefix(piece.text or ""), piece.doc_id))
+
+
+def _merge_chunks(keyed, normalize: bool):
+    """Token-weighted mean of a document's window embeddings; one failed window fails
+    the document (one dead letter, so the accounting stays one outcome per document)."""
+    doc_id, parts = keyed
+    parts = sorted(parts, key=lambda e: e.piece.chunk_index)
+    failed = [e for e in parts if e.error is not None]
+    if failed:
+        yield _dead_letter(failed[0])
+        return
+    weights = np.array([e.piece.n_tokens for e in parts], np.float64)
+    vector = (np.stack([e.vector for e in parts]) * weights[:, None]).sum(0) / weights.sum()
+    if normalize:
+        vector = vector / max(np.linalg.norm(vector), 1e-12)
+    counters.counter(counters.EMBEDDED).inc()
+    yield _row(parts[0].piece, vector, int(weights.sum()), len(parts))
+
+
+class EmbedText(beam.PTransform):
+    """Embed Documents with a TF Hub preprocessor + encoder pair.
+
+    Both modules are loaded once per worker process (RunInference model sharing).
+    Args:
+      preprocessor, encoder: TF Hub handles (URL, local or gs:// path).
+      spec: pooling, layer, normalize, max_seq_length.
+      long_text: "truncate" (row marked truncated), "chunk" (token-weighted mean of
+        overlapping windows, n_chunks recorded) or "reject" (dead letter too_long).
+      batch_tokens: padded tokens per encoder batch; max_batch_size: pieces per batch.
+      keep_text: carry text (and text_pair) into the rows.
+    Returns EmbedResult(rows, dead_letters).
+    """
+
+    def __init__(self, preprocessor: str, encoder: str, spec: EmbeddingSpec = EmbeddingSpec(),
+                 long_text: str = "truncate", batch_tokens: int = 8192, max_batch_size: int = 256,
+                 keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions()):
+        super().__init__()
+        self._policy = LongTextPolicy(long_text, spec.max_seq_length)
+        self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text)
+        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime)
+        self._spec = spec
+        self._batching = dict(batch_tokens=batch_tokens, max_batch_size=max_batch_size,
+                              max_seq_length=spec.max_seq_length)
+
+    def expand(self, documents) -> EmbedResult:
+        tokenized = (documents
+                     | "Tokenize" >> RunInference(self._tokenizer)
+                     | "SplitTooLong" >> beam.FlatMap(_split_tokenized).with_outputs(_DEAD, main="pieces"))
+        encoded = (tokenized.pieces
+                   | "BatchByLength" >> BatchByLength(**self._batching)
+                   | "Encode" >> RunInference(self._encoder.with_no_batching()))
+        chunk_mode = self._policy.mode == "chunk"
+        outputs = encoded | "ToRows" >> beam.ParDo(_ToRows(chunk_mode)).with_outputs(
+            _DEAD, _ToRows.CHUNKS, main="rows")
+        rows = outputs.rows
+        if chunk_mode:
+            merged = (outputs[_ToRows.CHUNKS]
+                      | "GroupChunks" >> beam.GroupByKey()
+                      | "MergeChunks" >> beam.FlatMap(_merge_chunks, self._spec.normalize)
+                      .with_outputs(_DEAD, main="rows"))
+            rows = (rows, merged.rows) | "AllRows" >> beam.Flatten()
+            dead = (tokenized[_DEAD], outputs[_DEAD], merged[_DEAD])
+        else:
+            dead = (tokenized[_DEAD], outputs[_DEAD])
+        dead = dead | "DeadLetters" >> beam.Flatten()
+        return EmbedResult(rows, dead)

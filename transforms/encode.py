@@ -1,0 +1,148 @@
+"""Encoding batches of pieces: pack, run the encoder, pool, normalize.
+
+The encoder runs on the GPU when there is one (see ``text_modules``); packing runs
+on the CPU with the preprocessor's own ``bert_pack_inputs``, to the batch's padded
+length. A batch that fails with ``ResourceExhaustedError`` (out of memory) is split
+in halves and retried, down to single pieces; a piece that still fails, or hits any
+other TensorFlow error, comes back as an error instead of killing the job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from apache_beam.ml.inference.base import ModelHandler
+
+from transforms import counters
+from transforms.batching import padded_length
+from transforms.pooling import l2_normalize, pool
+from transforms.text_modules import encoder_device, load_encoder, load_module
+from transforms.tokenize import Piece
+
+PRECISIONS = ("float32", "bfloat16", "float16")
+_INPUT = tf.TensorSpec([None, None], tf.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingSpec:
+    """What an embedding means; recorded in the output metadata and fingerprint."""
+    pooling: str = "mean"
+    layer: Optional[int] = None
+    normalize: bool = False
+    max_seq_length: int = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeOptions:
+    """How it is computed; does not change the meaning of an embedding."""
+    precision: str = "float32"
+    jit_compile: bool = False
+
+
+class Encoded(NamedTuple):
+    piece: Piece
+    vector: Optional[np.ndarray]   # float32 [dim], None on error
+    error: Optional[str]
+
+
+def _enable_mixed_precision(precision: str, on_gpu: bool):
+    """Grappler's automatic mixed precision rewrites the restored float32 graph:
+    float16 on GPUs, bfloat16 through oneDNN on CPUs (AVX512-BF16/AMX)."""
+    if precision == "float32":
+        return
+    option = "auto_mixed_precision" if on_gpu else "auto_mixed_precision_onednn_bfloat16"
+    if precision == "float16" and not on_gpu:
+        logging.warning("--precision float16 needs a GPU; using bfloat16 on the CPU")
+    tf.config.optimizer.set_experimental_options({option: True})
+
+
+class TextEncoder:
+    """The loaded preprocessor (for packing) and encoder, with pooling fused in."""
+
+    def __init__(self, preprocessor, encoder, spec: EmbeddingSpec, runtime: RuntimeOptions, device: str):
+        self._preprocessor = preprocessor
+        self._encoder = encoder
+        self._spec = spec
+        _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
+
+        @tf.function(input_signature=[_INPUT, _INPUT, _INPUT], jit_compile=runtime.jit_compile)
+        def embed(word_ids, mask, type_ids):
+            with tf.device(device):
+                outputs = encoder({"input_word_ids": word_ids, "input_mask": mask,
+                                   "input_type_ids": type_ids})
+                vectors = tf.cast(pool(outputs, mask, spec.pooling, spec.layer), tf.float32)
+                return l2_normalize(vectors) if spec.normalize else vectors
+
+        self._embed = embed
+
+    def pack(self, pieces: Sequence[Piece], seq_length: int) -> dict:
+        segments = []
+        for i in range(len(pieces[0].segments)):
+            lengths = [len(p.segments[i]) for p in pieces]
+            flat = np.fromiter(itertools.chain.from_iterable(p.segments[i] for p in pieces),
+                               dtype=np.int32, count=sum(lengths))
+            segments.append(tf.RaggedTensor.from_row_lengths(flat, np.asarray(lengths, np.int64)))
+        return self._preprocessor.bert_pack_inputs(segments, seq_length=tf.constant(seq_length))
+
+    def embed(self, pieces: Sequence[Piece]) -> np.ndarray:
+        inputs = self.pack(pieces, self.padded_length(pieces))
+        return self._embed(inputs["input_word_ids"], inputs["input_mask"],
+                           inputs["input_type_ids"]).numpy()
+
+    def padded_length(self, pieces: Sequence[Piece]) -> int:
+        return padded_length(max(p.n_tokens for p in pieces), self._spec.max_seq_length)
+
+    def dimension(self) -> int:
+        probe = Piece("", "", ((5,),), 3, False, 0, 1, None, None)
+        return int(self.embed([probe]).shape[-1])
+
+
+class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
+    """RunInference handler for pre-formed batches (use ``.with_no_batching()``)."""
+
+    def __init__(self, preprocessor_handle: str, encoder_handle: str, spec: EmbeddingSpec,
+                 runtime: RuntimeOptions = RuntimeOptions()):
+        super().__init__()
+        self._handles = (preprocessor_handle, encoder_handle)
+        self._spec = spec
+        self._runtime = runtime
+
+    def load_model(self) -> TextEncoder:
+        preprocessor_handle, encoder_handle = self._handles
+        return TextEncoder(load_module(preprocessor_handle), load_encoder(encoder_handle),
+                           self._spec, self._runtime, encoder_device())
+
+    def get_num_bytes(self, batch) -> int:
+        return 4 * sum(p.n_tokens for p in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "beam_embed_encode"
+
+    def run_inference(self, batch: Sequence[Piece], model: TextEncoder, inference_args=None):
+        return self._embed_or_split(list(batch), model)
+
+    def _embed_or_split(self, pieces: list[Piece], model: TextEncoder) -> list[Encoded]:
+        try:
+            vectors = model.embed(pieces)
+        except tf.errors.ResourceExhaustedError as e:
+            if len(pieces) == 1:
+                return [Encoded(pieces[0], None, f"out of memory even alone: {e.message[:300]}")]
+            counters.counter(counters.OOM_SPLITS).inc()
+            logging.warning("out of memory on a batch of %d pieces (%d tokens); splitting it",
+                            len(pieces), sum(p.n_tokens for p in pieces))
+            return self._halves(pieces, model)
+        except tf.errors.OpError as e:
+            if len(pieces) == 1:
+                return [Encoded(pieces[0], None, f"{type(e).__name__}: {e.message[:300]}")]
+            return self._halves(pieces, model)
+        counters.counter(counters.TOKENS).inc(sum(p.n_tokens for p in pieces))
+        counters.counter(counters.TOKENS_COMPUTED).inc(len(pieces) * model.padded_length(pieces))
+        return [Encoded(p, v, None) for p, v in zip(pieces, vectors)]
+
+    def _halves(self, pieces, model):
+        half = len(pieces) // 2
+        return self._embed_or_split(pieces[:half], model) + self._embed_or_split(pieces[half:], model)

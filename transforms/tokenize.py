@@ -1,0 +1,171 @@
+"""Tokenizing documents in the preprocessor's graph, and applying the long-text policy.
+
+Tokenization runs once per document, before batching, so that batches can be
+formed by token count. Long documents are truncated, split into overlapping
+windows (``chunk``) or rejected; what comes out is a ``Piece``: the token ids of one
+window, already trimmed to fit ``max_seq_length`` with the special tokens.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+from apache_beam.ml.inference.base import ModelHandler
+
+from transforms.records import DeadLetter, Document, raw_prefix
+from transforms.text_modules import load_module
+
+LONG_TEXT_POLICIES = ("truncate", "chunk", "reject")
+# In truncate/reject mode only the first max_seq_length tokens matter, so a huge
+# document is cut before tokenization. Every token covers at least one character,
+# and no tokenizer here needs more than this many characters of context per token.
+CHARS_PER_TOKEN_BOUND = 64
+
+
+class Piece(NamedTuple):
+    """One encoder input: a document, or one window of a chunked document."""
+    doc_id: str
+    source: str
+    segments: tuple            # one or two tuples of token ids, trimmed to fit
+    n_tokens: int              # packed length including special tokens
+    truncated: bool
+    chunk_index: int
+    n_chunks: int
+    text: Optional[str]        # carried only with --keep_text
+    text_pair: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class LongTextPolicy:
+    mode: str
+    max_seq_length: int
+    chunk_overlap: int = 64
+
+    def __post_init__(self):
+        if self.mode not in LONG_TEXT_POLICIES:
+            raise ValueError(f"--long_text {self.mode!r}: expected one of {', '.join(LONG_TEXT_POLICIES)}")
+
+    def char_limit(self) -> Optional[int]:
+        return None if self.mode == "chunk" else self.max_seq_length * CHARS_PER_TOKEN_BOUND
+
+
+def round_robin_lengths(lengths: Sequence[int], budget: int) -> list[int]:
+    """How many tokens of each segment fit in ``budget``, one token per segment in
+    turn: the rule of tensorflow_text's RoundRobinTrimmer, which TF Hub packing uses."""
+    kept = [0] * len(lengths)
+    while budget > 0 and any(k < n for k, n in zip(kept, lengths)):
+        for i, n in enumerate(lengths):
+            if budget and kept[i] < n:
+                kept[i] += 1
+                budget -= 1
+    return kept
+
+
+class TextTokenizer:
+    """A loaded preprocessor plus what packing costs: its special-token counts."""
+
+    def __init__(self, preprocessor):
+        self.preprocessor = preprocessor
+        self.special_tokens = {n: self._count_specials(n) for n in (1, 2)}
+
+    def _count_specials(self, num_segments: int) -> int:
+        one_token = tf.ragged.constant([[5]], dtype=tf.int32)
+        packed = self.preprocessor.bert_pack_inputs([one_token] * num_segments, seq_length=16)
+        return int(tf.reduce_sum(packed["input_mask"])) - num_segments
+
+    def tokenize(self, texts: list[str]) -> list[np.ndarray]:
+        ragged = self.preprocessor.tokenize(tf.constant(texts, tf.string))
+        if isinstance(ragged, tf.RaggedTensor) and ragged.ragged_rank > 1:
+            ragged = ragged.merge_dims(-2, -1)  # TF Hub BERT tokenizers return [batch, words, pieces]
+        values = ragged.flat_values.numpy()
+        splits = ragged.row_splits.numpy()
+        return [values[splits[i]:splits[i + 1]] for i in range(len(texts))]
+
+
+def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
+              special_tokens: int, keep_text: bool) -> Union[list[Piece], DeadLetter]:
+    lengths = [len(s) for s in segments]
+    text = doc.text if keep_text else None
+    text_pair = doc.text_pair if keep_text else None
+    if lengths[0] == 0 or (len(lengths) > 1 and lengths[1] == 0):
+        which = "text" if lengths[0] == 0 else "text_pair"
+        return DeadLetter("empty_text", f"{which} has no tokens after tokenization",
+                          doc.source, raw_prefix(doc.text), doc.id)
+    budget = policy.max_seq_length - special_tokens
+    fits = sum(lengths) <= budget
+    if fits or policy.mode == "truncate":
+        kept = round_robin_lengths(lengths, budget)
+        trimmed = tuple(tuple(int(t) for t in s[:k]) for s, k in zip(segments, kept))
+        return [Piece(doc.id, doc.source, trimmed, sum(kept) + special_tokens, not fits, 0, 1, text, text_pair)]
+    if policy.mode == "reject":
+        return DeadLetter("too_long", f"{sum(lengths)} tokens; --max_seq_length "
+                          f"{policy.max_seq_length} leaves room for {budget}",
+                          doc.source, raw_prefix(doc.text), doc.id)
+    ids = segments[0]
+    stride = max(1, budget - min(policy.chunk_overlap, budget // 2))
+    starts = list(range(0, max(1, len(ids) - budget + stride), stride))
+    return [Piece(doc.id, doc.source, (tuple(int(t) for t in ids[s:s + budget]),),
+                  min(budget, len(ids) - s) + special_tokens, False, i, len(starts), text, text_pair)
+            for i, s in enumerate(starts)]
+
+
+class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], TextTokenizer]):
+    """RunInference handler: batches of Documents in, Pieces (or DeadLetters) out.
+
+    The preprocessor is loaded once per worker process and shared by its threads
+    (RunInference's model sharing); only ``tokenize`` and ``bert_pack_inputs`` are used.
+    """
+
+    def __init__(self, preprocessor_handle: str, policy: LongTextPolicy, keep_text: bool = False,
+                 max_batch_size: int = 256):
+        super().__init__(min_batch_size=1, max_batch_size=max_batch_size)
+        self._handle = preprocessor_handle
+        self._policy = policy
+        self._keep_text = keep_text
+
+    def load_model(self) -> TextTokenizer:
+        return TextTokenizer(load_module(self._handle))
+
+    def get_num_bytes(self, batch) -> int:
+        return sum(len(d.text) + len(d.text_pair or "") for d in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "beam_embed_tokenize"
+
+    def run_inference(self, batch: Sequence[Document], model: TextTokenizer,
+                      inference_args=None) -> Iterable[Union[list[Piece], DeadLetter]]:
+        limit = self._policy.char_limit()
+        clip = (lambda t: t[:limit]) if limit else (lambda t: t)
+        tokens = [[t] for t in self._tokenize_or_isolate(model, [clip(d.text) for d in batch])]
+        paired = [i for i, d in enumerate(batch) if d.text_pair is not None]
+        if paired:
+            pairs = self._tokenize_or_isolate(model, [clip(batch[i].text_pair) for i in paired])
+            for i, pair in zip(paired, pairs):
+                tokens[i].append(pair)
+        results = []
+        for doc, segments in zip(batch, tokens):
+            if any(isinstance(s, Exception) for s in segments):
+                error = next(s for s in segments if isinstance(s, Exception))
+                results.append(DeadLetter("inference_error", f"tokenizer failed: {error}"[:500],
+                                          doc.source, raw_prefix(doc.text), doc.id))
+                continue
+            specials = model.special_tokens[len(segments)]
+            results.append(to_pieces(doc, segments, self._policy, specials, self._keep_text))
+        return results
+
+    @staticmethod
+    def _tokenize_or_isolate(model: TextTokenizer, texts: list[str]) -> list:
+        """Tokenize a batch; if the batch fails, retry one by one so only the culprit is lost."""
+        try:
+            return model.tokenize(texts)
+        except tf.errors.OpError:
+            pass
+        out = []
+        for text in texts:
+            try:
+                out.append(model.tokenize([text])[0])
+            except tf.errors.OpError as e:
+                out.append(e)
+        return out
