@@ -64,3 +64,6 @@ TOKENS = "tokens"
 TOKENS_COMPUTED = "tokens_computed"
 TRUNCATED = "truncated"
 OOM_SPLITS = "oom_splits"
+# Incremented once per input document whose id already has an embedding with the
+# same model fingerprint in --skip_existing outputs.
+SKIPPED_EXISTING = "skipped_existing"

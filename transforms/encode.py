@@ -19,6 +19,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from transforms import counters
 from transforms.batching import padded_length
+from transforms.progress import PROGRESS
 from transforms.pooling import l2_normalize, pool
 from transforms.text_modules import encoder_device, load_encoder, load_module
 from transforms.tokenize import Piece
@@ -139,7 +140,9 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
             if len(pieces) == 1:
                 return [Encoded(pieces[0], None, f"{type(e).__name__}: {e.message[:300]}")]
             return self._halves(pieces, model)
-        counters.counter(counters.TOKENS).inc(sum(p.n_tokens for p in pieces))
+        tokens = sum(p.n_tokens for p in pieces)
+        PROGRESS.add(len(pieces), tokens)
+        counters.counter(counters.TOKENS).inc(tokens)
         counters.counter(counters.TOKENS_COMPUTED).inc(len(pieces) * model.padded_length(pieces))
         return [Encoded(p, v, None) for p, v in zip(pieces, vectors)]
 

@@ -1,0 +1,1 @@
+"""beam-embed's command line pipeline: read a corpus, embed it, write embeddings."""

@@ -1,0 +1,122 @@
+"""Checking options before anything runs, and turning them into one resolved config.
+
+Every check here fails with a message naming the option, before the pipeline
+starts; the models are loaded once locally to check their handles and to learn
+the embedding size and layer count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Optional
+
+from pipeline.options import EmbedOptions
+from pipeline.presets import ModelHandles, resolve_model
+from transforms.encode import EmbeddingSpec, RuntimeOptions
+from transforms.pooling import POOLING_MODES
+from transforms.read import infer_input_format
+
+VERSION = "0.1.0"
+
+
+class OptionError(ValueError):
+    """A bad command line; the message names the option."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFacts:
+    dim: int
+    num_layers: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    options: EmbedOptions
+    input_format: Optional[str]
+    handles: ModelHandles
+    spec: EmbeddingSpec
+    runtime: RuntimeOptions
+    facts: ModelFacts
+    dead_letter: str
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two embeddings comparable: same modules, pooling and length."""
+        fields = {"encoder": self.handles.encoder, "preprocessor": self.handles.preprocessor,
+                  "pooling": self.spec.pooling, "layer": self.spec.layer,
+                  "normalize": self.spec.normalize, "max_seq_length": self.spec.max_seq_length}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+    def metadata(self) -> dict[str, str]:
+        return {"beam_embed.version": VERSION, "beam_embed.fingerprint": self.fingerprint,
+                "encoder": self.handles.encoder, "preprocessor": self.handles.preprocessor,
+                "pooling": self.spec.pooling, "layer": json.dumps(self.spec.layer),
+                "normalize": json.dumps(self.spec.normalize), "dim": str(self.facts.dim),
+                "max_seq_length": str(self.spec.max_seq_length)}
+
+
+def probe_model(handles: ModelHandles) -> ModelFacts:
+    """Load both modules here, once, and run one tiny input through them."""
+    import tensorflow as tf
+    from transforms.text_modules import load_module
+    try:
+        preprocessor = load_module(handles.preprocessor)
+    except Exception as e:  # hub.load raises many types for an unreadable handle
+        raise OptionError(f"--preprocessor {handles.preprocessor!r} cannot be loaded: {e}") from None
+    try:
+        encoder = load_module(handles.encoder)
+    except Exception as e:
+        raise OptionError(f"--encoder {handles.encoder!r} cannot be loaded: {e}") from None
+    outputs = encoder(preprocessor.bert_pack_inputs(
+        [preprocessor.tokenize(tf.constant(["probe"]))], seq_length=8))
+    return ModelFacts(dim=int(outputs["sequence_output"].shape[-1]),
+                      num_layers=len(outputs["encoder_outputs"]))
+
+
+def _check_source(o: EmbedOptions) -> Optional[str]:
+    sources = [name for name in ("input", "bigquery_table", "bigquery_query") if getattr(o, name)]
+    if len(sources) != 1:
+        raise OptionError("give exactly one of --input, --bigquery_table, --bigquery_query"
+                          + (f" (got {', '.join('--' + s for s in sources)})" if sources else ""))
+    if not o.output:
+        raise OptionError("--output is required")
+    if o.input:
+        try:
+            input_format = o.input_format or infer_input_format(o.input)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
+    else:
+        input_format = None
+    if input_format != "text" and not o.text_field:
+        what = f"--input_format {input_format}" if input_format else "BigQuery input"
+        raise OptionError(f"--text_field is required for {what}")
+    return input_format
+
+
+def resolve(options: EmbedOptions, facts: Optional[ModelFacts] = None) -> RunConfig:
+    o = options
+    input_format = _check_source(o)
+    if o.pooling not in POOLING_MODES:
+        raise OptionError(f"--pooling {o.pooling!r} is not supported; use one of {', '.join(POOLING_MODES)}")
+    if o.pooling == "pooled_output" and o.layer is not None:
+        raise OptionError("--layer applies to token outputs; it cannot be combined with --pooling pooled_output")
+    if o.max_seq_length < 8:
+        raise OptionError(f"--max_seq_length {o.max_seq_length} is too small (at least 8)")
+    if o.batch_tokens < o.max_seq_length:
+        raise OptionError(f"--batch_tokens {o.batch_tokens} must be at least --max_seq_length {o.max_seq_length}")
+    if o.max_batch_size < 1:
+        raise OptionError(f"--max_batch_size {o.max_batch_size} must be positive")
+    if o.long_text == "chunk" and o.text_pair_field:
+        raise OptionError("--long_text chunk cannot split text pairs; use truncate or reject with --text_pair_field")
+    try:
+        handles = resolve_model(o.model, o.preprocessor, o.encoder)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    facts = facts or probe_model(handles)
+    if o.layer is not None and not -facts.num_layers <= o.layer < facts.num_layers:
+        raise OptionError(f"--layer {o.layer} is out of range: the encoder has {facts.num_layers} "
+                          f"layers (use 0..{facts.num_layers - 1}, or negative from the end)")
+    spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
+    return RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
+                     facts, o.dead_letter or f"{o.output}-errors")

@@ -1,0 +1,37 @@
+"""The run summary: what was read, embedded, dropped, and how fast."""
+from __future__ import annotations
+
+import json
+import logging
+
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import counters
+from transforms.records import REASONS
+
+
+def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
+    embedded = totals.get(counters.EMBEDDED, 0)
+    tokens = totals.get(counters.TOKENS, 0)
+    computed = totals.get(counters.TOKENS_COMPUTED, 0)
+    dead = {reason: totals.get(counters.DEAD_LETTERED[reason], 0) for reason in REASONS}
+    return {
+        "read": totals.get(counters.READ, 0),
+        "embedded": embedded,
+        "dead_lettered": {reason: n for reason, n in dead.items() if n},
+        "duplicates": totals.get(counters.DUPLICATES, 0),
+        "skipped_existing": totals.get(counters.SKIPPED_EXISTING, 0),
+        "tokens": tokens,
+        "padding_ratio": round(tokens / computed, 4) if computed else None,
+        "truncated": totals.get(counters.TRUNCATED, 0),
+        "wall_seconds": round(wall_seconds, 3),
+        "docs_per_second": round(embedded / wall_seconds, 2) if wall_seconds else None,
+        "tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else None,
+    }
+
+
+def write_summary(summary: dict, path: str) -> None:
+    """Through FileSystems, so a gs:// output prefix works like a local one."""
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(summary, indent=2).encode("utf-8"))
+    logging.info("run summary (%s): %s", path, json.dumps(summary))
