@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -269,6 +268,7 @@ def test_corrupt_files_become_dead_letters(tmp_path):
     assert documents == [] and counts[counters.READ] == 1
     assert [d.reason for d in dead_letters] == ["malformed_record"]
     assert "unreadable parquet file" in dead_letters[0].detail
+    assert dead_letters[0].source == f"{tmp_path}/broken.parquet:row 0"
 
 
 def test_max_text_bytes(tmp_path):

@@ -147,7 +147,9 @@ def test_pair_packing(family, seq_length, tiny_models, reference_ids):
         # BERT: [CLS] A [SEP] are type 0, B [SEP] type 1; RoBERTa's types are all 0.
         types = [0] * (ka + 2) + [1] * (kb + 1) if family == "bert" else [0] * len(ids)
         assert got["input_type_ids"][i] == types + [0] * (seq_length - len(ids))
-    assert checked["fits"] >= 10 and checked["truncated"] >= 2, checked
+    assert checked["truncated"] >= 2, checked
+    if seq_length == 128:
+        assert checked["fits"] >= 10, checked
 
 
 def test_real_xlm_roberta_vocabulary():

@@ -11,7 +11,7 @@ import hashlib
 import json
 import lzma
 import zlib
-from typing import Iterable, Iterator, NamedTuple, Optional, Union
+from typing import Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 import pyarrow
@@ -228,7 +228,7 @@ class _RecordParser:
                 "malformed_record",
                 f"unreadable {self.input_format} file after {position.describe()}: "
                 f"{type(error).__name__}: {error}",
-                f"{path}:{position.next_line}", "", None)
+                position.source(path), "", None)
 
     # Plain text -------------------------------------------------------------------
 
@@ -294,6 +294,8 @@ class _RecordParser:
                 record.add(line_number, content + ending)
                 yield text + ending.decode("ascii")
 
+        # strict: otherwise an unclosed quote silently swallows the rest of the file
+        # into one field; strictly, it is one malformed record.
         reader = csv.reader(decoded_lines(), strict=True)
         header = None
         while True:
@@ -331,13 +333,13 @@ class _RecordParser:
     def _parse_parquet(self, path, stream, position) -> Iterator[Record]:
         import pyarrow.parquet as pq  # only Parquet readers pay for the import
 
+        position.unit, position.next_line = "row", 0
         parquet_file = pq.ParquetFile(stream)
         present = set(parquet_file.schema_arrow.names)
         wanted = [name for name in (self._id_field, self._text_field,
                                     self._text_pair_field)
                   if name is not None and name in present]
         row_number = 0
-        position.unit = "row"
         # Batches keep memory bounded by the batch, not the file or row group.
         for batch in parquet_file.iter_batches(batch_size=1024, columns=wanted):
             for row in batch.to_pylist():
@@ -414,6 +416,11 @@ class _Position:
         if self.unit == "row":
             return f"{self.next_line} rows"
         return f"{self.next_line - 1} lines"
+
+    def source(self, path: str) -> str:
+        if self.unit == "row":
+            return f"{path}:row {self.next_line}"
+        return f"{path}:{self.next_line}"
 
 
 def _lines(stream, position: _Position) -> Iterator[tuple[int, int, bytes, bytes]]:

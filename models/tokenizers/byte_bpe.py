@@ -19,7 +19,7 @@ sentinel character is inserted into the text (keras-nlp's "६" breaks Hindi).
 BPE follows GPT-2: each pre-token's UTF-8 bytes are symbols; the adjacent pair with
 the lowest merge rank is merged everywhere in the word (left to right, without
 overlap), until no adjacent pair is a merge. All distinct words of a batch are
-merged together, one rank step per loop iteration, on a dense padded matrix.
+merged together, one merge step per word per loop iteration.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ _WS = (r"\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{
 # knows 15.1 and 16.0, whose new letters (e.g. CJK Extension I, Garay, Todhri) and
 # digits would otherwise fall into the punctuation class. Found by classifying every
 # code point with both engines.
-_L_EXTRA = (r"" and r"\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}"
+_L_EXTRA = (r"\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}"
             r"\x{10D4A}-\x{10D65}\x{10D6F}-\x{10D85}\x{10EC2}-\x{10EC4}\x{11380}-\x{11389}"
             r"\x{1138B}\x{1138E}\x{11390}-\x{113B5}\x{113B7}\x{113D1}\x{113D3}"
             r"\x{11BC0}-\x{11BE0}\x{13460}-\x{143FA}\x{16100}-\x{1611D}\x{16D40}-\x{16D6C}"
@@ -181,11 +181,18 @@ class ByteLevelBpeTokenizer(tf.Module):
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(list(pairs), tf.int64), tf.constant(list(pairs.values()), tf.int64)),
             default_value=-1)
-        self.vocab_size = len(vocab)
+        self.vocab_size = self._base  # ids run from 0 to max id; embeddings need that many rows
+        # Compiled once, also for eager callers (the merge loop is slow op by op). Not
+        # a @tf.function method: that holds its instance weakly, so
+        # ByteLevelBpeTokenizer(...).tokenize(x) would lose the tokenizer mid-call.
+        self._tokenize_graph = tf.function(
+            self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
         """strings: tf.string [batch]. Returns int32 RaggedTensor [batch, (tokens)] of vocab ids, no special tokens."""
+        return self._tokenize_graph(strings)
+
+    def _tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
         pretokens = pretokenize(strings)
         # Words repeat a lot within a batch ("Ġthe"); merge each distinct one once.
         words, word_of_pretoken = tf.unique(pretokens.flat_values)

@@ -1,0 +1,78 @@
+"""Running the real CLI in tests and reading its outputs back independently."""
+from __future__ import annotations
+
+import glob
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline.main import main
+
+
+def run_cli(*args: str) -> dict:
+    """``beam-embed ARGS --runner=FnApiRunner``; returns the summary it wrote."""
+    argv = [*args]
+    if not any(a.startswith("--runner") for a in argv):
+        argv.append("--runner=FnApiRunner")
+    assert main(argv) == 0
+    output = next(a.split("=", 1)[1] for a in argv if a.startswith("--output="))
+    with open(f"{output}-summary.json") as f:
+        return json.load(f)
+
+
+def read_parquet_rows(prefix: str) -> dict[str, dict]:
+    files = sorted(glob.glob(f"{prefix}-*-of-*.parquet"))
+    assert files, f"no parquet shards at {prefix}"
+    rows = {}
+    for path in files:
+        for row in pq.read_table(path).to_pylist():
+            assert row["id"] not in rows, f"duplicate id {row['id']}"
+            row["embedding"] = np.asarray(row["embedding"], np.float32)
+            rows[row["id"]] = row
+    return rows
+
+
+def read_dead_letters(prefix: str) -> list[dict]:
+    letters = []
+    for path in sorted(glob.glob(f"{prefix}-*-of-*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            letters.extend(json.loads(line) for line in f if line.strip())
+    return letters
+
+
+class DirectEncoder:
+    """The modules called directly, one text at a time, pooled with numpy: the
+    independent path the pipeline's rows are checked against."""
+
+    def __init__(self, preprocessor_dir: str, encoder_dir: str):
+        import tensorflow as tf
+        import tensorflow_hub as hub
+        import tensorflow_text  # noqa: F401
+        self._tf = tf
+        self.preprocessor = hub.load(preprocessor_dir)
+        self.encoder = hub.load(encoder_dir)
+
+    def outputs(self, text: str, text_pair: str | None = None, seq_length: int = 512):
+        tf = self._tf
+        segments = [self.preprocessor.tokenize(tf.constant([text]))]
+        if text_pair is not None:
+            segments.append(self.preprocessor.tokenize(tf.constant([text_pair])))
+        inputs = self.preprocessor.bert_pack_inputs(segments, seq_length=seq_length)
+        n = int(tf.reduce_sum(inputs["input_mask"]))
+        inputs = {k: v[:, :n] for k, v in inputs.items()}  # drop padding entirely
+        return self.encoder(inputs), n
+
+    def embed(self, text, text_pair=None, pooling="mean", layer=None, normalize=False,
+              seq_length=512) -> np.ndarray:
+        outputs, n = self.outputs(text, text_pair, seq_length)
+        if pooling == "pooled_output":
+            vector = outputs["pooled_output"].numpy()[0]
+        else:
+            tokens = (outputs["sequence_output"] if layer is None
+                      else outputs["encoder_outputs"][layer]).numpy()[0]
+            vector = {"mean": lambda t: t.mean(0), "cls": lambda t: t[0],
+                      "max": lambda t: t.max(0)}[pooling](tokens)
+        if normalize:
+            vector = vector / np.linalg.norm(vector)
+        return vector.astype(np.float32)

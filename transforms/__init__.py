@@ -1,0 +1,1 @@
+"""Reusable Beam transforms: read a corpus, embed it, write embeddings and dead letters."""
