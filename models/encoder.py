@@ -128,6 +128,11 @@ class _TransformerBlock(tf.Module):
 class TransformerEncoder(tf.Module):
     """A BERT-family encoder with TF Hub's encoder interface; save it with tf.saved_model."""
 
+    # TF Hub's Reusable SavedModel API: hub.KerasLayer(path, trainable=True) fine-tunes
+    # the restored object's ``trainable_variables`` attribute. tf.Module's properties of
+    # these names are not saved, so they are shadowed by plain (saved) attributes.
+    variables = trainable_variables = None
+
     def __init__(self, config: EncoderConfig, weights: dict[str, np.ndarray], source: str = "weights"):
         super().__init__(name="transformer_encoder")
         check_weights(config, weights, source)
@@ -143,6 +148,9 @@ class TransformerEncoder(tf.Module):
         self.blocks = [_TransformerBlock(config, w, f"encoder.layer.{n}.", f"layer_{n}")
                        for n in range(config.num_hidden_layers)]
         self.pooler = _Dense(w["pooler.dense.weight"], w["pooler.dense.bias"], "pooler")
+        self.variables = list(tf.Module.variables.fget(self))
+        self.trainable_variables = list(self.variables)
+        self.regularization_losses = []
 
     def _position_ids(self, input_mask):
         if self._uses_roberta_positions:

@@ -15,7 +15,7 @@ from pipeline.options import EmbedOptions
 from pipeline.presets import ModelHandles, resolve_model
 from transforms.encode import EmbeddingSpec, RuntimeOptions
 from transforms.pooling import POOLING_MODES
-from transforms.read import infer_input_format
+from transforms.read import check_pattern_matches, infer_input_format
 
 VERSION = "0.1.0"
 
@@ -84,6 +84,7 @@ def _check_source(o: EmbedOptions) -> Optional[str]:
     if o.input:
         try:
             input_format = o.input_format or infer_input_format(o.input)
+            check_pattern_matches(o.input)
         except ValueError as e:
             raise OptionError(str(e)) from None
     else:

@@ -49,7 +49,8 @@ CURATED = [
 ]
 
 # Pieces chosen to hit the pre-tokenizer's boundaries: whitespace of every kind
-# next to letters, digits, apostrophes and symbols in every script.
+# next to letters, digits, apostrophes and symbols in every script. The plain space
+# is listed three times so that runs of spaces before words come up often.
 FUZZ_ALPHABET = [
     " ", " ", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2009", "\x0b", "\x85",
     "'", "'s", "'t", "'re", "'ll", "'d", "'m", "'ve", "'S", "a", "b", "Z", "é", "e\u0301", "ß",

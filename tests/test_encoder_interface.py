@@ -7,12 +7,15 @@ pooled_output, sequence_output and encoder_outputs (one per layer) out, through
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the preprocessor's ops)
 import tf_keras
+from safetensors import safe_open
 
 from tests.conftest import FAMILIES, TINY
 
@@ -92,7 +95,7 @@ def _check_packed(packed, seq_length: int, segments: list, family: str):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bert_pack_inputs_honours_seq_length(family, seq_length, tiny_models):
     preprocessor, encoder = tiny_models.loaded(family)
-    texts = SENTENCES + [" ".join(SENTENCES * 12)]  # the last one is longer than 512 tokens
+    texts = SENTENCES + [" ".join(SENTENCES * 20)]  # the last one is longer than 512 tokens
     tokens = preprocessor.tokenize(tf.constant(texts))
     assert tokens.row_lengths()[-1] > 512
     for num_segments in (1, 2):
@@ -129,6 +132,16 @@ def test_keras_examples_from_the_module_pages(family, tiny_models):
     hypotheses = tf.constant(["(your hypothesis text here)", "A man is sleeping."])
     premises = tf.constant(["(your premise text here)", "Un homme dort dans son lit."])
     assert model([hypotheses, premises]).shape == (2, HIDDEN)
-    assert len(encoder.trainable_weights) > 0
     sequence_model = tf_keras.Model(text_inputs, encoder_outputs["sequence_output"])
     assert sequence_model([hypotheses, premises]).shape == (2, 128, HIDDEN)
+
+    # trainable=True fine-tunes every parameter of the Hugging Face checkpoint.
+    with safe_open(os.path.join(tiny_models.checkpoint(family), "model.safetensors"), "np") as f:
+        parameters = {name: f.get_slice(name).get_shape() for name in f.keys()}
+    assert len(encoder.trainable_weights) == len(parameters)
+    assert (sum(w.shape.num_elements() for w in encoder.trainable_weights)
+            == sum(int(np.prod(shape)) for shape in parameters.values()))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model([hypotheses, premises]) ** 2)
+    gradients = tape.gradient(loss, encoder.trainable_weights)
+    assert all(g is not None for g in gradients)

@@ -129,7 +129,7 @@ class ReadCorpus(beam.PTransform):
                 f"--input_format {input_format!r} is not supported; use one of "
                 f"{', '.join(INPUT_FORMATS)}")
         if validate:
-            _check_pattern_matches(file_pattern)
+            check_pattern_matches(file_pattern)
         self._file_pattern = file_pattern
         self._parser = _RecordParser(
             input_format, id_field, text_field, text_pair_field, max_text_bytes)
@@ -154,7 +154,7 @@ class ReadCorpus(beam.PTransform):
         return ReadResult(documents, parsed[DEAD_LETTERS_TAG])
 
 
-def _check_pattern_matches(file_pattern: str) -> None:
+def check_pattern_matches(file_pattern: str) -> None:
     try:
         matched = FileSystems.match([file_pattern])[0].metadata_list
     except Exception as error:  # BeamIOError for a missing bucket or path, etc.

@@ -1,0 +1,69 @@
+"""Bad options fail before the pipeline starts, naming the option."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pipeline.main import main
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "1", "text": "hello"}\n', encoding="utf-8")
+    return str(path)
+
+
+def fails_with(capsys, argv, *fragments):
+    assert main([*argv, "--runner=FnApiRunner"]) == 2
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_unknown_pooling(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                        "--pooling=median"], "--pooling", "median", "mean")
+
+
+def test_missing_text_field_for_jsonl(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", f"--output={tmp_path}/o"], "--text_field", "jsonl")
+
+
+def test_layer_out_of_range(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                        "--layer=6"], "--layer 6", "6 layers")
+
+
+def test_unreadable_model_handle(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                        f"--encoder={tmp_path}/nowhere"], "--encoder", "nowhere")
+
+
+def test_unknown_model_preset(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                        "--model=gpt-17"], "--model", "gpt-17", "xlm-roberta-large")
+
+
+def test_input_matching_nothing(capsys, tmp_path):
+    fails_with(capsys, [f"--input={tmp_path}/none-*.txt", f"--output={tmp_path}/o"],
+               "--input", "matches no files")
+
+
+def test_no_source_and_two_sources(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--output={tmp_path}/o"], "--input")
+    fails_with(capsys, [f"--input={corpus}", "--bigquery_table=p:d.t", "--text_field=text",
+                        f"--output={tmp_path}/o"], "--input", "--bigquery_table")
+
+
+def test_chunking_pairs_is_refused(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", "--text_pair_field=p",
+                        "--long_text=chunk", f"--output={tmp_path}/o"], "--long_text chunk")
+
+
+def test_nothing_written_on_bad_options(capsys, corpus, tmp_path):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                        "--pooling=median"], "--pooling")
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("o")]
