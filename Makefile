@@ -27,7 +27,8 @@ $(REF_VENV)/.installed: reference/requirements.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/beam-embed --input samples/corpus.txt --output out/demo/embeddings --runner=FnApiRunner
+	$(VENV)/bin/beam-embed --input=samples/corpus.txt --output=out/demo/embeddings --runner=FnApiRunner
+	$(PY) samples/nearest.py out/demo/embeddings samples/corpus.txt
 
 test: $(VENV)/.installed $(REF_VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -77,4 +77,10 @@ class EncoderConfig:
         if not os.path.exists(path):
             raise ModelConfigError(f"config file not found: {path}")
         with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f), source=path)
+            try:
+                raw = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ModelConfigError(f"{path}: not valid JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise ModelConfigError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+        return cls.from_dict(raw, source=path)
