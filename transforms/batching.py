@@ -1,10 +1,13 @@
-"""Length-bucketed, token-budgeted batches of encoder inputs.
+"""Length-sorted, token-budgeted batches of encoder inputs.
 
-Each batch is padded to its own sequence length, rounded up to a multiple of 8
-up to 128 tokens and of 32 beyond (at most 28 shapes up to 512, so few graph
-shapes are traced, while short texts, the bulk of most corpora, waste little
-padding), and holds as many pieces as fit in
-``batch_tokens`` padded tokens (at most ``max_batch_size``).
+Pieces are sorted by length within a bounded buffer and cut into batches so that
+each batch (a) stays within ``batch_tokens`` padded tokens and ``max_batch_size``
+pieces, and (b) keeps at least ``min_fill`` of its computed tokens real, i.e. it is
+padded to its own longest piece and little beyond. A batch is padded to that exact
+length: the restored encoder's signature has dynamic dimensions, so new lengths
+cost no retracing. Only with XLA (``--jit_compile``), which compiles once per
+shape, are lengths rounded up to a small set (multiples of 8 up to 128, of 32
+beyond: at most 28 shapes up to 512).
 
 Why not Beam's ``SortAndBatchElements``: it buffers a whole bundle before sorting
 (on the FnApiRunner a bundle can be the whole corpus, so memory grows with it),
@@ -15,35 +18,53 @@ bucketing only acts on the streaming path in Beam 2.77, and
 """
 from __future__ import annotations
 
+import dataclasses
+
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.tokenize import Piece
 
 
-def padded_length(n_tokens: int, max_seq_length: int) -> int:
-    step = 8 if n_tokens <= 128 else 32
-    return min(max_seq_length, -(-n_tokens // step) * step)
+@dataclasses.dataclass(frozen=True)
+class BatchShape:
+    """How batches are cut and padded."""
+    batch_tokens: int = 8192
+    max_batch_size: int = 256
+    max_seq_length: int = 512
+    bucketed: bool = False   # round lengths up (for XLA), else pad to the longest piece
+    min_fill: float = 0.95   # real / computed tokens a batch may not fall below...
+    min_batch_size: int = 8  # ...once it holds this many pieces
+
+    def padded_length(self, n_tokens: int) -> int:
+        if not self.bucketed:
+            return min(n_tokens, self.max_seq_length)
+        step = 8 if n_tokens <= 128 else 32
+        return min(self.max_seq_length, -(-n_tokens // step) * step)
 
 
-def plan_batches(pieces: list[Piece], batch_tokens: int, max_batch_size: int, max_seq_length: int) -> list[list[Piece]]:
-    """Sort by length and cut greedily under the padded-token budget."""
-    batches, current = [], []
+def plan_batches(pieces: list[Piece], shape: BatchShape) -> list[list[Piece]]:
+    """Sort by length and cut greedily: under the budget, above the fill ratio."""
+    batches, current, real = [], [], 0
     for piece in sorted(pieces, key=lambda p: p.n_tokens):
-        width = padded_length(piece.n_tokens, max_seq_length)
-        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch_size):
+        width = shape.padded_length(piece.n_tokens)
+        size = len(current) + 1
+        if current and (size * width > shape.batch_tokens
+                        or len(current) >= shape.max_batch_size
+                        or (len(current) >= shape.min_batch_size
+                            and (real + piece.n_tokens) / (size * width) < shape.min_fill)):
             batches.append(current)
-            current = []
+            current, real = [], 0
         current.append(piece)
+        real += piece.n_tokens
     if current:
         batches.append(current)
     return batches
 
 
 class _BatchByLengthFn(beam.DoFn):
-    def __init__(self, batch_tokens, max_batch_size, max_seq_length, buffer_size):
-        self._plan = dict(batch_tokens=batch_tokens, max_batch_size=max_batch_size,
-                          max_seq_length=max_seq_length)
+    def __init__(self, shape: BatchShape, buffer_size: int):
+        self._shape = shape
         self._buffer_size = buffer_size
 
     def start_bundle(self):
@@ -59,7 +80,7 @@ class _BatchByLengthFn(beam.DoFn):
             yield GlobalWindows.windowed_value(batch)
 
     def _flush(self):
-        batches = plan_batches(self._buffer, **self._plan)
+        batches = plan_batches(self._buffer, self._shape)
         self._buffer = []
         return batches
 
@@ -72,10 +93,10 @@ class BatchByLength(beam.PTransform):
     Batch pipelines only (global window).
     """
 
-    def __init__(self, batch_tokens: int, max_batch_size: int, max_seq_length: int,
-                 buffer_size: int = 4096):
+    def __init__(self, shape: BatchShape, buffer_size: int = 4096):
         super().__init__()
-        self._args = (batch_tokens, max_batch_size, max_seq_length, buffer_size)
+        self._shape = shape
+        self._buffer_size = buffer_size
 
     def expand(self, pieces):
-        return pieces | beam.ParDo(_BatchByLengthFn(*self._args))
+        return pieces | beam.ParDo(_BatchByLengthFn(self._shape, self._buffer_size))

@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
-from transforms.batching import BatchByLength
+from transforms.batching import BatchByLength, BatchShape
 from transforms.encode import EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions
 from transforms.records import DeadLetter, raw_prefix
 from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler
@@ -111,15 +111,15 @@ class EmbedText(beam.PTransform):
         self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text)
         self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime)
         self._spec = spec
-        self._batching = dict(batch_tokens=batch_tokens, max_batch_size=max_batch_size,
-                              max_seq_length=spec.max_seq_length)
+        self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
+                                       bucketed=runtime.jit_compile)
 
     def expand(self, documents) -> EmbedResult:
         tokenized = (documents
                      | "Tokenize" >> RunInference(self._tokenizer)
                      | "SplitTooLong" >> beam.FlatMap(_split_tokenized).with_outputs(_DEAD, main="pieces"))
         encoded = (tokenized.pieces
-                   | "BatchByLength" >> BatchByLength(**self._batching)
+                   | "BatchByLength" >> BatchByLength(self._batch_shape)
                    | "Encode" >> RunInference(self._encoder.with_no_batching()))
         chunk_mode = self._policy.mode == "chunk"
         outputs = encoded | "ToRows" >> beam.ParDo(_ToRows(chunk_mode)).with_outputs(

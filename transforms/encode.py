@@ -18,7 +18,7 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
 from transforms import counters
-from transforms.batching import padded_length
+from transforms.batching import BatchShape
 from transforms.progress import PROGRESS
 from transforms.pooling import l2_normalize, pool
 from transforms.text_modules import encoder_device, load_encoder, load_module
@@ -68,6 +68,7 @@ class TextEncoder:
         self._preprocessor = preprocessor
         self._encoder = encoder
         self._spec = spec
+        self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
         _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
 
         @tf.function(input_signature=[_INPUT, _INPUT, _INPUT], jit_compile=runtime.jit_compile)
@@ -95,7 +96,7 @@ class TextEncoder:
                            inputs["input_type_ids"]).numpy()
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
-        return padded_length(max(p.n_tokens for p in pieces), self._spec.max_seq_length)
+        return self._shape.padded_length(max(p.n_tokens for p in pieces))
 
     def dimension(self) -> int:
         probe = Piece("", "", ((5,),), 3, False, 0, 1, None, None)
