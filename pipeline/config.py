@@ -9,13 +9,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 from typing import Optional
+
+from apache_beam.io.filesystem import FileSystem
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipeline.options import EmbedOptions
 from pipeline.presets import ModelHandles, resolve_model
+from pipeline.summary import partial_summary_path, summary_path
 from transforms.encode import EmbeddingSpec, RuntimeOptions
 from transforms.pooling import POOLING_MODES
 from transforms.read import check_pattern_matches, infer_input_format
+from transforms.shards import example_shard, example_temp_file
+from transforms.skip_existing import FINGERPRINT_KEY
+from transforms.write import OUTPUT_FORMATS
 
 VERSION = "0.1.0"
 
@@ -49,7 +59,7 @@ class RunConfig:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def metadata(self) -> dict[str, str]:
-        return {"beam_embed.version": VERSION, "beam_embed.fingerprint": self.fingerprint,
+        return {"beam_embed.version": VERSION, FINGERPRINT_KEY: self.fingerprint,
                 "encoder": self.handles.encoder, "preprocessor": self.handles.preprocessor,
                 "pooling": self.spec.pooling, "layer": json.dumps(self.spec.layer),
                 "normalize": json.dumps(self.spec.normalize), "dim": str(self.facts.dim),
@@ -59,13 +69,13 @@ class RunConfig:
 def probe_model(handles: ModelHandles) -> ModelFacts:
     """Load both modules here, once, and run one tiny input through them."""
     import tensorflow as tf
-    from transforms.text_modules import load_module
+    from transforms.text_modules import load_encoder, load_module
     try:
         preprocessor = load_module(handles.preprocessor)
     except Exception as e:  # hub.load raises many types for an unreadable handle
         raise OptionError(f"--preprocessor {handles.preprocessor!r} cannot be loaded: {e}") from None
     try:
-        encoder = load_module(handles.encoder)
+        encoder = load_encoder(handles.encoder)
     except Exception as e:
         raise OptionError(f"--encoder {handles.encoder!r} cannot be loaded: {e}") from None
     outputs = encoder(preprocessor.bert_pack_inputs(
@@ -87,12 +97,52 @@ def _check_source(o: EmbedOptions) -> Optional[str]:
             check_pattern_matches(o.input)
         except ValueError as e:
             raise OptionError(str(e)) from None
+        _check_outputs_outside_input(o)
     else:
         input_format = None
+        from apache_beam.options.pipeline_options import GoogleCloudOptions
+        from transforms.bigquery import check_source
+        try:
+            check_source(o.bigquery_table, o.bigquery_query, o.view_as(GoogleCloudOptions).project,
+                         o.bigquery_temp_dataset)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
     if input_format != "text" and not o.text_field:
         what = f"--input_format {input_format}" if input_format else "BigQuery input"
         raise OptionError(f"--text_field is required for {what}")
     return input_format
+
+
+def dead_letter_prefix(o: EmbedOptions) -> str:
+    return o.dead_letter or f"{o.output}-errors"
+
+
+def _check_outputs_outside_input(o: EmbedOptions) -> None:
+    """No file this run writes may be matched by its input glob: the next run (or, with
+    a glob like ``data/**``, this one, which matches files while others are written)
+    would read embeddings, dead letters or half-written temporary files back as input."""
+    def absolute(path: str) -> str:
+        is_local = isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+        return os.path.abspath(path) if is_local else path
+
+    input_glob = absolute(o.input)
+    matches = re.compile(FileSystem.translate_pattern(input_glob)).match  # Beam's own glob rules
+    dead_letter = dead_letter_prefix(o)
+    written = {
+        "--output": [o.output, summary_path(o.output), partial_summary_path(o.output)]
+                    + [example_shard(o.output, ext) for ext in OUTPUT_FORMATS]
+                    + [example_temp_file(o.output, ext) for ext in OUTPUT_FORMATS],
+        "--dead_letter": [dead_letter, example_shard(dead_letter, "jsonl"),
+                          example_temp_file(dead_letter, "jsonl")],
+    }
+    for option, paths in written.items():
+        if any(absolute(path) == input_glob or matches(absolute(path)) for path in paths):
+            if option == "--dead_letter" and not o.dead_letter:
+                named = f"--output {o.output!r} (its dead letters, {paths[0]}-*.jsonl)"
+            else:
+                named = f"{option} {paths[0]!r}"
+            raise OptionError(f"{named} lies inside --input {o.input!r}: the input glob would "
+                              "read this run's output back as input; write it elsewhere")
 
 
 def resolve(options: EmbedOptions, facts: Optional[ModelFacts] = None) -> RunConfig:
@@ -120,4 +170,4 @@ def resolve(options: EmbedOptions, facts: Optional[ModelFacts] = None) -> RunCon
                           f"layers (use 0..{facts.num_layers - 1}, or negative from the end)")
     spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
     return RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
-                     facts, o.dead_letter or f"{o.output}-errors")
+                     facts, dead_letter_prefix(o))

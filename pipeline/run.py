@@ -7,11 +7,13 @@ import time
 import apache_beam as beam
 
 from pipeline.config import RunConfig
+from pipeline.outputs import clear_previous_run
 from pipeline.summary import summarize, write_summary
 from transforms.counters import committed_counters
 from transforms.dedupe import DeduplicateDocuments
 from transforms.embed import EmbedText
 from transforms.read import ReadCorpus
+from transforms.skip_existing import SkipExisting
 from transforms.write import WriteDeadLetters, WriteEmbeddings
 
 
@@ -21,10 +23,13 @@ def read_documents(p: beam.Pipeline, config: RunConfig):
         return p | "ReadCorpus" >> ReadCorpus(
             o.input, config.input_format, id_field=o.id_field, text_field=o.text_field or "text",
             text_pair_field=o.text_pair_field)
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
     from transforms.bigquery import ReadBigQueryCorpus
     return p | "ReadBigQuery" >> ReadBigQueryCorpus(
         table=o.bigquery_table, query=o.bigquery_query, id_field=o.id_field,
-        text_field=o.text_field, text_pair_field=o.text_pair_field)
+        text_field=o.text_field, text_pair_field=o.text_pair_field,
+        project=o.view_as(GoogleCloudOptions).project, temp_dataset=o.bigquery_temp_dataset,
+        endpoint=o.bigquery_endpoint, storage_endpoint=o.bigquery_storage_endpoint)
 
 
 def output_columns(config: RunConfig) -> set[str]:
@@ -44,10 +49,9 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     read = read_documents(p, config)
     unique = read.documents | "Deduplicate" >> DeduplicateDocuments()
     documents = unique.documents
-    skipped_dead = ()
     if o.skip_existing:
-        from transforms.skip_existing import SkipExisting
-        documents = documents | "SkipExisting" >> SkipExisting(o.skip_existing, config.fingerprint)
+        documents = documents | "SkipExisting" >> SkipExisting(
+            o.skip_existing, config.fingerprint, own_output=o.output)
     embedded = documents | "Embed" >> EmbedText(
         config.handles.preprocessor, config.handles.encoder, config.spec,
         long_text=o.long_text, batch_tokens=o.batch_tokens, max_batch_size=o.max_batch_size,
@@ -55,18 +59,24 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     embedded.rows | "WriteEmbeddings" >> WriteEmbeddings(
         o.output, o.output_format, dim=config.facts.dim, columns=output_columns(config),
         metadata=config.metadata())
-    ((read.dead_letters, unique.dead_letters, embedded.dead_letters, *skipped_dead)
+    ((read.dead_letters, unique.dead_letters, embedded.dead_letters)
      | "AllDeadLetters" >> beam.Flatten()
      | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter))
 
 
 def run(config: RunConfig) -> dict:
-    """Run to completion; write, log and return the summary."""
+    """Run to completion; write, log and return the summary.
+
+    What an earlier run left under the output prefixes is cleared first (see
+    pipeline/outputs.py), so re-running a command, after a kill or not, leaves the
+    same files as running it once.
+    """
     start = time.monotonic()
     pipeline = beam.Pipeline(options=config.options)
     build(pipeline, config)
+    clear_previous_run(config.options.output, config.dead_letter)  # once the pipeline is built
     result = pipeline.run()
     result.wait_until_finish()
     summary = summarize(committed_counters(result), time.monotonic() - start)
-    write_summary(summary, f"{config.options.output}-summary.json")
+    write_summary(summary, config.options.output)
     return summary

@@ -30,8 +30,25 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
     }
 
 
-def write_summary(summary: dict, path: str) -> None:
-    """Through FileSystems, so a gs:// output prefix works like a local one."""
-    with FileSystems.create(path) as f:
+def summary_path(output_prefix: str) -> str:
+    return f"{output_prefix}-summary.json"
+
+
+def partial_summary_path(output_prefix: str) -> str:
+    return f"{summary_path(output_prefix)}.partial"
+
+
+def write_summary(summary: dict, output_prefix: str) -> str:
+    """Write ``OUTPUT-summary.json`` through FileSystems (local or gs://); returns its path.
+
+    The summary is written after every shard is in place and marks a complete
+    output, so it appears whole or not at all: written aside, then renamed (an
+    atomic rename on local disks; a Cloud Storage object is only visible once
+    complete anyway).
+    """
+    path, partial = summary_path(output_prefix), partial_summary_path(output_prefix)
+    with FileSystems.create(partial) as f:
         f.write(json.dumps(summary, indent=2).encode("utf-8"))
+    FileSystems.rename([partial], [path])
     logging.info("run summary (%s): %s", path, json.dumps(summary))
+    return path

@@ -31,6 +31,12 @@ def load_tokenizer(family, directory):
     elif family == "roberta":
         tokenizer = RobertaTokenizer.from_pretrained(directory)
     elif family == "xlm-roberta":
+        try:
+            import google.protobuf  # noqa: F401
+        except ImportError:
+            # Without it transformers falls back to tiktoken and fails with a misleading error.
+            raise SystemExit("transformers reads sentencepiece models with protobuf (>= 7): "
+                             "pip install 'protobuf>=7' in the reference venv") from None
         tokenizer = XLMRobertaTokenizer.from_pretrained(directory)
     else:
         raise SystemExit(f"unknown family {family}")

@@ -171,10 +171,7 @@ class _ParseFileFn(beam.DoFn):
         self._parser = parser
 
     def setup(self):
-        self._read = counters.counter(counters.READ)
-        self._dead_lettered = {
-            reason: counters.counter(name)
-            for reason, name in counters.DEAD_LETTERED.items()}
+        self._outputs = RecordOutputs()
         if self._parser.input_format == "csv":
             csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))
 
@@ -186,16 +183,33 @@ class _ParseFileFn(beam.DoFn):
                        if self._parser.input_format == "parquet"
                        else CompressionTypes.AUTO)
         with readable_file.open(compression_type=compression) as stream:
-            for record in self._parser.parse(path, stream):
-                self._read.inc()
-                if isinstance(record, DeadLetter):
-                    self._dead_lettered[record.reason].inc()
-                    yield beam.pvalue.TaggedOutput(DEAD_LETTERS_TAG, record)
-                else:
-                    yield record
+            yield from self._outputs.route(self._parser.parse(path, stream))
 
 
 Record = Union[Document, DeadLetter]
+
+
+class RecordOutputs:
+    """Routes a reader's records to DoFn outputs and counts them: every record once
+    in ``read``, Documents to the main output, DeadLetters to ``DEAD_LETTERS_TAG``
+    and their reason's counter. Create it in ``DoFn.setup`` (it holds Beam
+    counters); ReadCorpus and ReadBigQueryCorpus both use it.
+    """
+
+    def __init__(self):
+        self._read = counters.counter(counters.READ)
+        self._dead_lettered = {
+            reason: counters.counter(name)
+            for reason, name in counters.DEAD_LETTERED.items()}
+
+    def route(self, records: Iterator[Record]):
+        for record in records:
+            self._read.inc()
+            if isinstance(record, DeadLetter):
+                self._dead_lettered[record.reason].inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS_TAG, record)
+            else:
+                yield record
 
 
 class _RecordParser:
@@ -274,7 +288,7 @@ class _RecordParser:
                     f"JSON value is a {_type_name(value)}, not an object",
                     source, raw_prefix(content))
                 continue
-            yield self._from_fields(value, source, content)
+            yield self.from_fields(value, source, content)
 
     # CSV ------------------------------------------------------------------------------
 
@@ -325,7 +339,7 @@ class _RecordParser:
                     f"row has {len(row)} fields, the header has {len(header)}",
                     source, raw_prefix(record.raw))
                 continue
-            yield self._from_fields(dict(zip(header, row)), source, record.raw)
+            yield self.from_fields(dict(zip(header, row)), source, record.raw)
         yield from pending
 
     # Parquet -------------------------------------------------------------------------
@@ -347,12 +361,15 @@ class _RecordParser:
                 source = f"{path}:row {row_number}"
                 row_number += 1
                 raw = json.dumps(row, ensure_ascii=False, default=repr)
-                yield self._from_fields(row, source, raw)
+                yield self.from_fields(row, source, raw)
             position.next_line = row_number
 
     # Shared field checks --------------------------------------------------------------
 
-    def _from_fields(self, fields: dict, source: str, raw: bytes | str) -> Record:
+    def from_fields(self, fields: dict, source: str, raw: bytes | str) -> Record:
+        """One structured record (a JSON object, CSV row, Parquet or BigQuery row)
+        as a Document, or a DeadLetter saying which field is missing, null, of the
+        wrong type or empty."""
         def dead(reason, detail, doc_id=None):
             return DeadLetter(reason, detail, source, raw_prefix(raw), doc_id)
 

@@ -7,6 +7,7 @@ preprocessor's tokenizer ops only exist on the CPU and stay there.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 
@@ -31,13 +32,20 @@ def encoder_device() -> str:
         return "/GPU:0" if gpus else "/CPU:0"
 
 
+@functools.lru_cache(maxsize=8)
 def load_module(handle: str):
-    """``hub.load`` with the tensorflow_text ops registered (TF Hub preprocessors need them)."""
+    """``hub.load`` with the tensorflow_text ops registered (TF Hub preprocessors need them).
+
+    Cached per process: the tokenizing and the encoding stage share one copy of the
+    preprocessor, and on the local runner the workers reuse the modules the launcher
+    already loaded to check the options. Restored modules are safe to call from
+    several threads."""
     import tensorflow_hub as hub
     import tensorflow_text  # noqa: F401  (registers the ops the preprocessor graph uses)
     return hub.load(handle)
 
 
+@functools.lru_cache(maxsize=8)
 def load_encoder(handle: str):
     with tf.device(encoder_device()):
-        return load_module(handle)
+        return load_module.__wrapped__(handle)

@@ -1,0 +1,56 @@
+"""The names of sharded outputs: which files belong to a prefix, and which are debris.
+
+A writer with prefix ``out/emb`` produces ``out/emb-00000-of-00002.parquet`` and
+``out/emb-00001-of-00002.parquet``. While it runs, Beam's file sink writes into
+``out/beam-temp-emb-<32 hex digits>/`` and renames the files at the end; a run
+that is killed leaves that directory behind.
+
+Matching is done with regular expressions on the exact prefix, never with a bare
+``PREFIX-*`` glob: ``out/emb-*`` would also match ``out/emb-v2-00000-of-00001.parquet``,
+another run's output, and ``out/emb-errors-...``, this run's dead letters.
+"""
+from __future__ import annotations
+
+import re
+
+from apache_beam.io.filesystems import FileSystems
+
+SUMMARY_SUFFIX = "-summary.json"
+
+
+def shard_glob(prefix: str) -> str:
+    """A glob that lists at least every shard of ``prefix`` (filter with ``is_shard``)."""
+    return f"{prefix}-*-of-*"
+
+
+def shard_pattern(prefix: str, extensions: tuple[str, ...]) -> re.Pattern:
+    """Matches the full path of a shard ``PREFIX-SSSSS-of-NNNNN.<ext>``, nothing else
+    (Beam's ``-SSSSS-of-NNNNN`` template pads to at least 5 digits)."""
+    alternatives = "|".join(re.escape(ext) for ext in extensions)
+    return re.compile(rf"{re.escape(prefix)}-\d{{5,}}-of-\d{{5,}}\.(?:{alternatives})\Z")
+
+
+def example_shard(prefix: str, extension: str) -> str:
+    """The first shard's name, to test what a glob would match before anything exists."""
+    return f"{prefix}-00000-of-00001.{extension}"
+
+
+def temp_dir_glob(prefix: str) -> str:
+    """Lists the files inside Beam's temporary directories for ``prefix``."""
+    directory, name = FileSystems.split(prefix)
+    return FileSystems.join(directory, f"beam-temp-{name}-*", "*")
+
+
+def temp_dir_of(path: str, prefix: str) -> str | None:
+    """The temporary directory of ``prefix`` that ``path`` lies in, if it does."""
+    directory, name = FileSystems.split(prefix)
+    temp_root = FileSystems.join(directory, f"beam-temp-{name}-")
+    match = re.match(rf"({re.escape(temp_root)}[0-9a-f]{{32}})[/\\]", path)
+    return match.group(1) if match else None
+
+
+def example_temp_file(prefix: str, extension: str) -> str:
+    """A name like the ones Beam writes while a run is in progress."""
+    directory, name = FileSystems.split(prefix)
+    return FileSystems.join(directory, f"beam-temp-{name}-{'0' * 32}",
+                            f"00000000-0000-0000-0000-000000000000.{name}.{extension}")
