@@ -107,7 +107,6 @@ class BigQueryConnection:
     ``http://`` (no token is ever sent in clear); otherwise application default
     credentials, as for every production client.
     """
-    project: Optional[str] = None
     endpoint: Optional[str] = None
     storage_endpoint: Optional[str] = None
     credentials: Any = None
@@ -187,7 +186,7 @@ class ReadBigQueryCorpus(beam.PTransform):
         self._table, self._temp_dataset, self._project = check_source(
             table, query, project, temp_dataset)
         self._query = query.strip().rstrip(";").strip() if query else None
-        self._connection = BigQueryConnection(self._project, endpoint, storage_endpoint, credentials)
+        self._connection = BigQueryConnection(endpoint, storage_endpoint, credentials)
         self._fields = (id_field, text_field, text_pair_field)
         self._max_streams = max_streams
         self._parser = _RecordParser(None, id_field, text_field, text_pair_field, max_text_bytes)
