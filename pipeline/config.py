@@ -9,21 +9,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 from typing import Optional
 
 from apache_beam.io.filesystem import FileSystem
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipeline.options import EmbedOptions
+from pipeline.outputs import DEAD_LETTER_EXTENSIONS, files_beam_would_delete
 from pipeline.presets import ModelHandles, resolve_model
+from pipeline.storage_access import check_gcs_access, gcs_paths
 from pipeline.summary import partial_summary_path, summary_path
 from transforms.encode import EmbeddingSpec, RuntimeOptions
 from transforms.pooling import POOLING_MODES
 from transforms.read import check_pattern_matches, infer_input_format
-from transforms.shards import example_shard, example_temp_file
+from transforms.shards import absolute, example_shard, example_temp_file
 from transforms.skip_existing import FINGERPRINT_KEY
 from transforms.write import OUTPUT_FORMATS
 
@@ -91,6 +90,7 @@ def _check_source(o: EmbedOptions) -> Optional[str]:
                           + (f" (got {', '.join('--' + s for s in sources)})" if sources else ""))
     if not o.output:
         raise OptionError("--output is required")
+    _check_no_other_outputs_at_risk(o)
     if o.input:
         try:
             input_format = o.input_format or infer_input_format(o.input)
@@ -117,14 +117,23 @@ def dead_letter_prefix(o: EmbedOptions) -> str:
     return o.dead_letter or f"{o.output}-errors"
 
 
+def _check_no_other_outputs_at_risk(o: EmbedOptions) -> None:
+    for option, prefix, extensions in (
+            ("--output", o.output, OUTPUT_FORMATS),
+            ("--dead_letter", dead_letter_prefix(o), DEAD_LETTER_EXTENSIONS)):
+        at_risk = files_beam_would_delete(prefix, extensions)
+        if at_risk:
+            raise OptionError(
+                f"{option} {prefix!r}: {at_risk[0]!r} belongs to another output, and Beam's "
+                "file sink would delete it at the end of this run (it clears "
+                "PREFIX-*-of-NNNNN files); use a prefix that does not start another "
+                "output's name, e.g. a directory per run")
+
+
 def _check_outputs_outside_input(o: EmbedOptions) -> None:
     """No file this run writes may be matched by its input glob: the next run (or, with
     a glob like ``data/**``, this one, which matches files while others are written)
     would read embeddings, dead letters or half-written temporary files back as input."""
-    def absolute(path: str) -> str:
-        is_local = isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
-        return os.path.abspath(path) if is_local else path
-
     input_glob = absolute(o.input)
     matches = re.compile(FileSystem.translate_pattern(input_glob)).match  # Beam's own glob rules
     dead_letter = dead_letter_prefix(o)
@@ -147,6 +156,10 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
 
 def resolve(options: EmbedOptions, facts: Optional[ModelFacts] = None) -> RunConfig:
     o = options
+    try:  # first: one quick request per bucket, before Beam's slow retries can start
+        check_gcs_access(gcs_paths(o))
+    except ValueError as e:
+        raise OptionError(str(e)) from None
     input_format = _check_source(o)
     if o.pooling not in POOLING_MODES:
         raise OptionError(f"--pooling {o.pooling!r} is not supported; use one of {', '.join(POOLING_MODES)}")

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 from pipeline.config import OptionError, resolve
+from pipeline.logs import configure_logging
 from pipeline.options import EmbedOptions
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    options = EmbedOptions(argv if argv is not None else sys.argv[1:])
+    argv = list(argv if argv is not None else sys.argv[1:])
+    configure_logging(argv)
+    options = EmbedOptions(argv)
     try:
         config = resolve(options)
     except OptionError as e:

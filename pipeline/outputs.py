@@ -14,8 +14,12 @@ pipeline starts, the launcher deletes, through FileSystems (local or gs://):
 3. Beam's temporary directories of both prefixes (``beam-temp-<name>-<hex>``),
    which a killed run leaves behind.
 
-Only exact shard names of the two prefixes are touched: ``out/emb-v2-...`` or
-``out/emb.parquet`` next to ``--output out/emb`` are other files. Two runs must not
+Only exact shard names of the two prefixes are touched: ``out/emb.parquet`` or
+``out/emb-v2-00000-of-00001.parquet`` next to ``--output out/emb`` are other files.
+Beam's own sink is less careful: when it finalizes, it deletes every
+``PREFIX-*-of-NNNNN.<ext>``, which includes ``out/emb-v2-00000-of-00001.parquet``. So
+a run refuses to start while such files of another output exist
+(``files_beam_would_delete``); give each run its own directory. Two runs must not
 write to the same prefix at the same time.
 """
 from __future__ import annotations
@@ -24,10 +28,10 @@ import logging
 import os
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipeline.summary import partial_summary_path, summary_path
-from transforms.shards import shard_glob, shard_pattern, temp_dir_glob, temp_dir_of
+from transforms.shards import (absolute, is_local, shard_glob, shard_glob_pattern, shard_pattern,
+                               temp_dir_glob, temp_dir_of)
 from transforms.write import OUTPUT_FORMATS
 
 DEAD_LETTER_EXTENSIONS = ("jsonl",)
@@ -35,6 +39,7 @@ DEAD_LETTER_EXTENSIONS = ("jsonl",)
 
 def clear_previous_run(output_prefix: str, dead_letter_prefix: str) -> list[str]:
     """Delete what earlier runs left under the two prefixes; returns the deleted paths."""
+    output_prefix, dead_letter_prefix = absolute(output_prefix), absolute(dead_letter_prefix)
     summaries = [p for p in (summary_path(output_prefix), partial_summary_path(output_prefix))
                  if FileSystems.exists(p)]
     _delete(summaries)
@@ -51,6 +56,15 @@ def clear_previous_run(output_prefix: str, dead_letter_prefix: str) -> list[str]
     return deleted
 
 
+def files_beam_would_delete(prefix: str, extensions: tuple[str, ...]) -> list[str]:
+    """Other outputs' files that Beam's sink would delete when this run finalizes:
+    matched by its ``PREFIX-*-of-NNNNN.<ext>`` glob without being shards of PREFIX."""
+    prefix = absolute(prefix)
+    ours, beams = shard_pattern(prefix, extensions), shard_glob_pattern(prefix, extensions)
+    return [path for path in _match(shard_glob(prefix))
+            if beams.match(path) and not ours.match(path)]
+
+
 def _shards(prefix: str, extensions: tuple[str, ...]) -> list[str]:
     pattern = shard_pattern(prefix, extensions)
     return [path for path in _match(shard_glob(prefix)) if pattern.match(path)]
@@ -60,9 +74,8 @@ def _temp_dirs(prefix: str) -> list[str]:
     """Beam's temporary directories of ``prefix``: the files in them on object stores
     (where a directory is only a name prefix), the directories themselves on local disk
     (deleted recursively; found even when a run was killed before writing into one)."""
-    files = [path for path in _match(temp_dir_glob(prefix)) if temp_dir_of(path, prefix)]
-    if not isinstance(FileSystems.get_filesystem(prefix), LocalFileSystem):
-        return files
+    if not is_local(prefix):
+        return [path for path in _match(temp_dir_glob(prefix)) if temp_dir_of(path, prefix)]
     directory, _ = FileSystems.split(prefix)
     if not os.path.isdir(directory):
         return []

@@ -24,6 +24,7 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         "tokens": tokens,
         "padding_ratio": round(tokens / computed, 4) if computed else None,
         "truncated": totals.get(counters.TRUNCATED, 0),
+        "oom_splits": totals.get(counters.OOM_SPLITS, 0),
         "wall_seconds": round(wall_seconds, 3),
         "docs_per_second": round(embedded / wall_seconds, 2) if wall_seconds else None,
         "tokens_per_second": round(tokens / wall_seconds, 1) if wall_seconds else None,

@@ -162,3 +162,17 @@ class TinyModels:
 def tiny_models(tmp_path_factory, ref_python, spm_dir, bpe_dir, minilm_dir):
     return TinyModels(str(tmp_path_factory.mktemp("tiny-models")),
                       {"xlm-roberta": spm_dir, "roberta": bpe_dir, "bert": minilm_dir})
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model(tmp_path_factory, minilm_dir):
+    """models.export.ModuleDirs of a BERT pair with random weights (hidden 32, 2 layers)
+    and MiniLM's WordPiece vocabulary: the real graphs, fast. For tests about the
+    pipeline's behaviour rather than its numbers; needs no reference venv."""
+    from models.config import EncoderConfig
+    from models.convert import build_random_module
+    vocab = os.path.join(minilm_dir, "vocab.txt")
+    config = EncoderConfig("bert", _vocab_size("bert", minilm_dir), **TINY, **BERT_LIKE)
+    return build_random_module(config, {"vocab.txt": vocab},
+                               str(tmp_path_factory.mktemp("tiny-random") / "bert"),
+                               lower_case=True, seed=0)

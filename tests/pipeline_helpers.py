@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,8 +22,14 @@ def run_cli(*args: str) -> dict:
         return json.load(f)
 
 
+def shard_files(prefix: str, extension: str) -> list[str]:
+    """PREFIX-SSSSS-of-NNNNN.ext only: not another prefix's files, such as PREFIX-v2-..."""
+    pattern = re.compile(rf"{re.escape(prefix)}-\d{{5}}-of-\d{{5}}\.{extension}")
+    return sorted(p for p in glob.glob(f"{prefix}-*-of-*.{extension}") if pattern.fullmatch(p))
+
+
 def read_parquet_rows(prefix: str) -> dict[str, dict]:
-    files = sorted(glob.glob(f"{prefix}-*-of-*.parquet"))
+    files = shard_files(prefix, "parquet")
     assert files, f"no parquet shards at {prefix}"
     rows = {}
     for path in files:
@@ -35,7 +42,7 @@ def read_parquet_rows(prefix: str) -> dict[str, dict]:
 
 def read_dead_letters(prefix: str) -> list[dict]:
     letters = []
-    for path in sorted(glob.glob(f"{prefix}-*-of-*.jsonl")):
+    for path in shard_files(prefix, "jsonl"):
         with open(path, encoding="utf-8") as f:
             letters.extend(json.loads(line) for line in f if line.strip())
     return letters
@@ -76,3 +83,27 @@ class DirectEncoder:
         if normalize:
             vector = vector / np.linalg.norm(vector)
         return vector.astype(np.float32)
+
+
+def module_args(dirs) -> list[str]:
+    """``--preprocessor`` and ``--encoder`` for a models.export.ModuleDirs."""
+    return [f"--preprocessor={dirs.preprocessor}", f"--encoder={dirs.encoder}"]
+
+
+def write_lines_corpus(path, n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct lines of varied length (3 to 60 words); returns them."""
+    import random
+    rng = random.Random(seed)
+    words = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
+             "omicron pi rho sigma tau upsilon phi chi psi omega").split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 60))) + f" {i}"
+             for i in range(n)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return lines
+
+
+def text_id(line: str) -> str:
+    """The id of a plain-text line: the hex SHA-256 of its UTF-8 bytes."""
+    import hashlib
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()

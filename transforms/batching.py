@@ -46,7 +46,9 @@ class BatchShape:
 def plan_batches(pieces: list[Piece], shape: BatchShape) -> list[list[Piece]]:
     """Sort by length and cut greedily: under the budget, above the fill ratio."""
     batches, current, real = [], [], 0
-    for piece in sorted(pieces, key=lambda p: p.n_tokens):
+    # Ties broken by id: the shuffle delivers pieces in any order, and the same pieces
+    # must form the same batches on a re-run for float32 results to be bitwise equal.
+    for piece in sorted(pieces, key=lambda p: (p.n_tokens, p.doc_id, p.chunk_index)):
         width = shape.padded_length(piece.n_tokens)
         size = len(current) + 1
         if current and (size * width > shape.batch_tokens

@@ -1,9 +1,10 @@
 """Names of the pipeline's Beam counters, in one place for every stage and test.
 
 The counters reconcile a run: every input record is counted once in READ and ends
-up in exactly one of EMBEDDED, DUPLICATES or a DEAD_LETTERED[reason] counter, so
+up in exactly one of EMBEDDED, DUPLICATES, SKIPPED_EXISTING or a
+DEAD_LETTERED[reason] counter, so
 
-    read == embedded + duplicates + sum(dead_lettered_<reason>)
+    read == embedded + duplicates + skipped_existing + sum(dead_lettered_<reason>)
 
 Query them after a run with ``result.metrics().query(counter_filter(name))``.
 """

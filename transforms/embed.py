@@ -13,7 +13,8 @@ from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
 from transforms.batching import BatchByLength, BatchShape
-from transforms.encode import EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions
+from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
+                               TextEncoder)
 from transforms.records import DeadLetter, raw_prefix
 from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler
 
@@ -100,16 +101,19 @@ class EmbedText(beam.PTransform):
         overlapping windows, n_chunks recorded) or "reject" (dead letter too_long).
       batch_tokens: padded tokens per encoder batch; max_batch_size: pieces per batch.
       keep_text: carry text (and text_pair) into the rows.
+      encoder_class: the TextEncoder (sub)class workers wrap the modules in; tests
+        pass one that injects faults, such as running out of memory.
     Returns EmbedResult(rows, dead_letters).
     """
 
     def __init__(self, preprocessor: str, encoder: str, spec: EmbeddingSpec = EmbeddingSpec(),
                  long_text: str = "truncate", batch_tokens: int = 8192, max_batch_size: int = 256,
-                 keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions()):
+                 keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
+                 encoder_class: type[TextEncoder] = TextEncoder):
         super().__init__()
         self._policy = LongTextPolicy(long_text, spec.max_seq_length)
         self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text)
-        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime)
+        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class)
         self._spec = spec
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
                                        bucketed=runtime.jit_compile)

@@ -104,19 +104,26 @@ class TextEncoder:
 
 
 class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
-    """RunInference handler for pre-formed batches (use ``.with_no_batching()``)."""
+    """RunInference handler for pre-formed batches (use ``.with_no_batching()``).
+
+    ``encoder_class`` is what each worker instantiates around the loaded modules: a
+    TextEncoder subclass can wrap ``embed``, which is how the tests make the real
+    modules run out of memory above a batch size.
+    """
 
     def __init__(self, preprocessor_handle: str, encoder_handle: str, spec: EmbeddingSpec,
-                 runtime: RuntimeOptions = RuntimeOptions()):
+                 runtime: RuntimeOptions = RuntimeOptions(),
+                 encoder_class: type[TextEncoder] = TextEncoder):
         super().__init__()
         self._handles = (preprocessor_handle, encoder_handle)
         self._spec = spec
         self._runtime = runtime
+        self._encoder_class = encoder_class
 
     def load_model(self) -> TextEncoder:
         preprocessor_handle, encoder_handle = self._handles
-        return TextEncoder(load_module(preprocessor_handle), load_encoder(encoder_handle),
-                           self._spec, self._runtime, encoder_device())
+        return self._encoder_class(load_module(preprocessor_handle), load_encoder(encoder_handle),
+                                   self._spec, self._runtime, encoder_device())
 
     def get_num_bytes(self, batch) -> int:
         return 4 * sum(p.n_tokens for p in batch)

@@ -11,15 +11,26 @@ another run's output, and ``out/emb-errors-...``, this run's dead letters.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
 
-SUMMARY_SUFFIX = "-summary.json"
+
+def is_local(path: str) -> bool:
+    return isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+
+
+def absolute(path: str) -> str:
+    """Local paths made absolute, so that names compare whatever the working directory
+    (Beam's local glob also finds nothing for a bare relative ``emb-*``: it lists the
+    pattern's directory, which is "" there); other file systems' paths unchanged."""
+    return os.path.abspath(path) if is_local(path) else path
 
 
 def shard_glob(prefix: str) -> str:
-    """A glob that lists at least every shard of ``prefix`` (filter with ``is_shard``)."""
+    """A glob that lists at least every shard of ``prefix`` (filter with ``shard_pattern``)."""
     return f"{prefix}-*-of-*"
 
 
@@ -28,6 +39,13 @@ def shard_pattern(prefix: str, extensions: tuple[str, ...]) -> re.Pattern:
     (Beam's ``-SSSSS-of-NNNNN`` template pads to at least 5 digits)."""
     alternatives = "|".join(re.escape(ext) for ext in extensions)
     return re.compile(rf"{re.escape(prefix)}-\d{{5,}}-of-\d{{5,}}\.(?:{alternatives})\Z")
+
+
+def shard_glob_pattern(prefix: str, extensions: tuple[str, ...]) -> re.Pattern:
+    """What Beam's sink deletes before it renames its shards into place: its glob
+    ``PREFIX-*-of-NNNNN.<ext>``, whose ``*`` also matches ``v2-00000`` (another prefix)."""
+    alternatives = "|".join(re.escape(ext) for ext in extensions)
+    return re.compile(rf"{re.escape(prefix)}-[^/\\]*-of-\d{{5,}}\.(?:{alternatives})\Z")
 
 
 def example_shard(prefix: str, extension: str) -> str:

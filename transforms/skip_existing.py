@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from transforms import counters
 from transforms.records import Document
-from transforms.shards import shard_pattern
+from transforms.shards import absolute, shard_pattern
 
 FINGERPRINT_KEY = "beam_embed.fingerprint"
 _ID_BATCH_ROWS = 65536
@@ -73,7 +73,8 @@ class SkipExisting(beam.PTransform):
 
 
 def _not_own_shard(metadata, own_output: Optional[str]) -> bool:
-    return own_output is None or not shard_pattern(own_output, ("parquet",)).match(metadata.path)
+    return own_output is None or not shard_pattern(
+        absolute(own_output), ("parquet",)).match(absolute(metadata.path))
 
 
 def _id_key(doc_id: str) -> bytes:

@@ -1,9 +1,11 @@
 """Loading a TF Hub text module pair (preprocessor + encoder) in a worker process.
 
-A handle is what ``hub.load`` accepts: a tfhub.dev / Kaggle URL, or a local or
-``gs://`` SavedModel directory. The encoder is placed on the first GPU when one is
-visible (with memory growth, so one process does not grab the whole device); the
-preprocessor's tokenizer ops only exist on the CPU and stay there.
+A handle is a tfhub.dev / Kaggle URL or a local SavedModel directory, which
+``hub.load`` reads itself, or a ``gs://`` SavedModel directory, which is first copied
+to local disk once per machine (transforms/module_cache.py). The encoder is placed on
+the first GPU when one is visible (with memory growth, so one process does not grab
+the whole device); the preprocessor's tokenizer ops only exist on the CPU and stay
+there.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import logging
 import threading
 
 import tensorflow as tf
+
+from transforms.module_cache import local_module_dir
 
 _gpu_setup = threading.Lock()
 _gpu_configured = False
@@ -42,7 +46,7 @@ def load_module(handle: str):
     several threads."""
     import tensorflow_hub as hub
     import tensorflow_text  # noqa: F401  (registers the ops the preprocessor graph uses)
-    return hub.load(handle)
+    return hub.load(local_module_dir(handle))
 
 
 @functools.lru_cache(maxsize=8)
