@@ -107,3 +107,12 @@ def text_id(line: str) -> str:
     """The id of a plain-text line: the hex SHA-256 of its UTF-8 bytes."""
     import hashlib
     return hashlib.sha256(line.encode("utf-8")).hexdigest()
+
+
+def fails_with(capsys, argv, *fragments) -> str:
+    """The CLI refuses ``argv`` (exit 2) with every fragment in its error message."""
+    assert main([*argv, "--runner=FnApiRunner"]) == 2
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err

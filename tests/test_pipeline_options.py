@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipeline.main import main
+from tests.pipeline_helpers import fails_with
 
 
 @pytest.fixture
@@ -13,14 +13,6 @@ def corpus(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"id": "1", "text": "hello"}\n', encoding="utf-8")
     return str(path)
-
-
-def fails_with(capsys, argv, *fragments):
-    assert main([*argv, "--runner=FnApiRunner"]) == 2
-    err = capsys.readouterr().err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 def test_unknown_pooling(capsys, corpus, tmp_path):

@@ -11,21 +11,12 @@ import sys
 
 import pytest
 
-from pipeline.main import main
-from tests.pipeline_helpers import module_args, read_dead_letters, read_parquet_rows, run_cli
+from tests.pipeline_helpers import fails_with, module_args, read_dead_letters, read_parquet_rows, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Distinctive text that appears in every document of the corpus below, good or bad.
 MARKER = "Quokka-Marmalade-Zeppelin-7f3a9c"
 SECRETS = ("sk-live-0123456789abcdef", "hf_SECRETtoken42")
-
-
-def fails_with(capsys, argv, *fragments):
-    assert main([*argv, "--runner=FnApiRunner"]) == 2
-    err = capsys.readouterr().err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 @pytest.fixture
