@@ -104,7 +104,8 @@ def _explain(error: Exception, bucket: str, connection: _Connection) -> str:
         return f"bucket {bucket!r} does not exist"
     if isinstance(error, (api.Unauthorized, api.Forbidden)):
         hint = f"; {CREDENTIALS_HINT}" if connection.anonymous else ""
-        return f"access to gs://{bucket} denied, connecting {connection.describe}{hint} ({error.message})"
+        return (f"access to gs://{bucket} denied, connecting {connection.describe}{hint} "
+                f"({error.message})")
     if isinstance(error, auth.RefreshError):
         return (f"the Google credentials cannot get an access token ({_reason(error)}); "
                 f"{CREDENTIALS_HINT}")

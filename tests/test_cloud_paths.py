@@ -142,7 +142,8 @@ def test_a_run_entirely_on_cloud_storage(gcs, tmp_path, monkeypatch, tiny_random
     for name in shards(gcs, "e2e/out/tfrecord/emb", "tfrecord"):
         local = tmp_path / os.path.basename(name)
         local.write_bytes(read_object(gcs, name))
-        records += [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(str(local))]
+        records += [tf.io.parse_single_example(record, spec)
+                    for record in tf.data.TFRecordDataset(str(local))]
     assert sorted(r["id"].numpy().decode() for r in records) == first_ids
     assert shards(gcs, "e2e/dead/tfrecord", "jsonl")
     assert json.loads(read_object(gcs, "e2e/out/tfrecord/emb-summary.json"))["embedded"] == 12
@@ -210,19 +211,25 @@ def test_a_gs_module_is_copied_once_whole_and_again_when_it_changes(gcs, tmp_pat
 
 
 def tree(directory: str) -> dict[str, bytes]:
-    return {os.path.relpath(os.path.join(root, name), directory): open(os.path.join(root, name), "rb").read()
-            for root, _, files in os.walk(directory) for name in files}
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                files[os.path.relpath(os.path.join(root, name), directory)] = f.read()
+    return files
 
 
-def test_gs_module_handles_that_are_not_modules(gcs, tmp_path, capsys):
+def test_gs_module_handles_that_are_not_modules(gcs, tmp_path, capsys, tiny_random_model):
     corpus = tmp_path / "c.jsonl"
     corpus.write_bytes(jsonl_corpus(["a"]))
     put(gcs, f"gs://{BUCKET}/not-a-module/readme.txt", b"hello")
     for handle, fragment in ((f"gs://{BUCKET}/nowhere", "holds no files"),
                              (f"gs://{BUCKET}/not-a-module", "no saved_model.pb"),
-                             (f"gs://{BUCKET}/not-a-module/readme.txt", "must be a SavedModel directory")):
+                             (f"gs://{BUCKET}/not-a-module/readme.txt",
+                              "must be a SavedModel directory")):
         assert main([f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
-                     f"--encoder={handle}", "--runner=FnApiRunner"]) == 2
+                     f"--preprocessor={tiny_random_model.preprocessor}", f"--encoder={handle}",
+                     "--runner=FnApiRunner"]) == 2
         err = capsys.readouterr().err
         assert "--encoder" in err and handle in err and fragment in err, err
 
@@ -265,7 +272,8 @@ def test_a_local_run_never_touches_google_auth(tmp_path, monkeypatch, tiny_rando
     corpus.write_bytes(jsonl_corpus(["a", "b", "c"]))
     run(f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/out/emb",
         f"--skip_existing={tmp_path}/out/*/emb-*.parquet",
-        f"--preprocessor={tiny_random_model.preprocessor}", f"--encoder={tiny_random_model.encoder}")
+        f"--preprocessor={tiny_random_model.preprocessor}",
+        f"--encoder={tiny_random_model.encoder}")
     assert calls == []
     assert json.loads((tmp_path / "out" / "emb-summary.json").read_text())["embedded"] == 3
 
@@ -316,3 +324,19 @@ def test_a_missing_bucket_is_named(gcs, tmp_path, capsys):
                  "--runner=FnApiRunner"]) == 2
     err = capsys.readouterr().err
     assert "--output 'gs://no-such-bucket/emb': bucket 'no-such-bucket' does not exist" in err, err
+
+
+def test_denied_access_and_dead_credentials_say_what_to_do():
+    from google.api_core import exceptions as api
+    from google.auth import exceptions as auth
+
+    from pipeline.storage_access import _Connection, _explain
+    anonymous = _Connection("https://storage.googleapis.com",
+                            "anonymously: no Google credentials were found", True)
+    message = _explain(api.Forbidden("anonymous caller does not have storage.objects.list"),
+                       "private", anonymous)
+    assert message.startswith("access to gs://private denied, connecting anonymously")
+    assert "gcloud auth application-default login" in message and "storage.objects.list" in message
+    expired = _explain(auth.RefreshError("invalid_grant: Token has been expired or revoked."),
+                       "b", _Connection("https://storage.googleapis.com", "as me", False))
+    assert "cannot get an access token" in expired and "expired or revoked" in expired
