@@ -84,7 +84,7 @@ def xlmr_shaped_model(layers: int):
     os.makedirs(spm_dir, exist_ok=True)
     sentencepiece.SentencePieceTrainer.train(
         input=os.path.join(ROOT, "samples", "corpus.txt"), model_prefix=os.path.join(spm_dir, "sentencepiece.bpe"),
-        model_type="unigram", vocab_size=4000, character_coverage=1.0, num_threads=1,
+        model_type="unigram", vocab_size=3000, character_coverage=1.0, num_threads=1,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
     config = EncoderConfig("xlm-roberta", vocab_size=250002, hidden_size=768, num_hidden_layers=layers,
                            num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
@@ -165,7 +165,7 @@ def chart(results: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--docs", type=int, default=4000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--xlmr-layers", type=int, default=4)
     parser.add_argument("--xlmr-docs", type=int, default=1000)

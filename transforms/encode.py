@@ -81,7 +81,9 @@ class TextEncoder:
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
         _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
 
-        @tf.function(input_signature=[_INPUT, _INPUT, _INPUT], jit_compile=runtime.jit_compile)
+        # Pure TF ops, no Python control flow on tensors: autograph would only add tracing time.
+        @tf.function(input_signature=[_INPUT, _INPUT, _INPUT], jit_compile=runtime.jit_compile,
+                     autograph=False)
         def encode(word_ids, mask, type_ids):
             with tf.device(device):
                 outputs = encoder({"input_word_ids": word_ids, "input_mask": mask,
@@ -95,7 +97,7 @@ class TextEncoder:
     def _fused(self, num_segments: int):
         signature = [_VALUES, _ROW_LENGTHS] * num_segments + [_SEQ_LENGTH]
 
-        @tf.function(input_signature=signature)
+        @tf.function(input_signature=signature, autograph=False)
         def pack_and_encode(*args):
             segments = [tf.RaggedTensor.from_row_lengths(args[2 * i], args[2 * i + 1])
                         for i in range(num_segments)]

@@ -53,13 +53,24 @@ class LongTextPolicy:
 
 def round_robin_lengths(lengths: Sequence[int], budget: int) -> list[int]:
     """How many tokens of each segment fit in ``budget``, one token per segment in
-    turn: the rule of tensorflow_text's RoundRobinTrimmer, which TF Hub packing uses."""
+    turn: the rule of tensorflow_text's RoundRobinTrimmer, which TF Hub packing uses.
+
+    In closed form: the shortest segments keep everything, the rest share what is
+    left equally, the earlier segments taking the remainder."""
     kept = [0] * len(lengths)
-    while budget > 0 and any(k < n for k, n in zip(kept, lengths)):
-        for i, n in enumerate(lengths):
-            if budget and kept[i] < n:
-                kept[i] += 1
-                budget -= 1
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    remaining = budget
+    for position, i in enumerate(order):
+        share = remaining // (len(lengths) - position)
+        if lengths[i] > share:
+            # This and every longer segment get the share; the earliest ones one more.
+            rest = sorted(order[position:])
+            extra = remaining - share * len(rest)
+            for rank, j in enumerate(rest):
+                kept[j] = share + (1 if rank < extra else 0)
+            break
+        kept[i] = lengths[i]
+        remaining -= lengths[i]
     return kept
 
 
