@@ -9,7 +9,8 @@ from pipeline.logs import configure_logging
 from pipeline.options import EmbedOptions
 
 
-def main(argv=None) -> int:
+def main(argv=None, wait: bool = True) -> int:
+    """``wait=False`` submits the job and returns (the Flex Template launcher's way)."""
     argv = list(argv if argv is not None else sys.argv[1:])
     configure_logging(argv)
     options = EmbedOptions(argv)
@@ -18,7 +19,10 @@ def main(argv=None) -> int:
     except OptionError as e:
         print(f"beam-embed: error: {e}", file=sys.stderr)
         return 2
-    from pipeline.run import run
+    from pipeline.run import run, submit
+    if not wait:
+        submit(config)
+        return 0
     summary = run(config)
     print(json.dumps(summary, indent=2))
     return 0

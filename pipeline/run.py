@@ -64,6 +64,19 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
      | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter))
 
 
+def submit(config: RunConfig):
+    """Build and start the pipeline; return Beam's PipelineResult without waiting.
+
+    The Flex Template launcher uses this: it must return once the job is submitted.
+    Such a run writes no summary file; its counters (namespace ``beam_embed``) are
+    the job's custom counters in the Dataflow console.
+    """
+    pipeline = beam.Pipeline(options=config.options)
+    build(pipeline, config)
+    clear_previous_run(config.options.output, config.dead_letter)  # once the pipeline is built
+    return pipeline.run()
+
+
 def run(config: RunConfig) -> dict:
     """Run to completion; write, log and return the summary.
 
@@ -72,10 +85,7 @@ def run(config: RunConfig) -> dict:
     same files as running it once.
     """
     start = time.monotonic()
-    pipeline = beam.Pipeline(options=config.options)
-    build(pipeline, config)
-    clear_previous_run(config.options.output, config.dead_letter)  # once the pipeline is built
-    result = pipeline.run()
+    result = submit(config)
     result.wait_until_finish()
     summary = summarize(committed_counters(result), time.monotonic() - start)
     write_summary(summary, config.options.output)

@@ -128,3 +128,22 @@ def test_table_regex_is_the_transforms():
     for parameter in PARAMETERS.values():
         for regex in parameter["regexes"]:
             assert "(?P" not in regex and "(?<" not in regex, parameter["name"]
+
+
+def test_launcher_entry_point_submits_without_waiting(tmp_path, monkeypatch):
+    """templates/main.py returns once the job is submitted: no summary is written
+    (on Dataflow the counters are the summary), the outputs still are."""
+    import runpy
+    import sys
+
+    from tests.pipeline_helpers import read_parquet_rows
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("one\ntwo\n", encoding="utf-8")
+    out = str(tmp_path / "emb")
+    monkeypatch.setattr(sys, "argv", ["main.py", f"--input={corpus}", f"--output={out}",
+                                      "--runner=FnApiRunner"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(os.path.join(REPO, "templates", "main.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert len(read_parquet_rows(out)) == 2  # the local runner finishes inside run()
+    assert not os.path.exists(f"{out}-summary.json")
