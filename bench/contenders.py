@@ -13,6 +13,16 @@ import sys
 import time
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak RSS since exec (VmHWM). Not ru_maxrss: Linux keeps that
+    across exec, so it would include the forking parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def _read(corpus: str) -> list[str]:
     with open(corpus, encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f if line.strip()]
@@ -126,6 +136,7 @@ def main() -> None:
     import logging
     logging.disable(logging.WARNING)
     result = CONTENDERS[args.name](args)
+    result["peak_rss"] = peak_rss_bytes()
     sys.stdout.write("\nRESULT " + json.dumps(result) + "\n")
 
 

@@ -31,17 +31,20 @@ CACHE = os.path.join(ROOT, "bench", ".cache")
 
 
 def run_measured(command: list[str]) -> tuple[dict, int]:
-    """Run a contender; return its RESULT json and its peak RSS in bytes."""
+    """Run a contender; return its RESULT json and its peak RSS in bytes (VmHWM,
+    reported by the contender itself: wait4's ru_maxrss would include this
+    parent's size at fork)."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        status = proc.wait()
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     if status != 0:
         raise RuntimeError(f"{command[:4]} failed:\n{text[-3000:]}")
     line = next(l for l in reversed(text.splitlines()) if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):]), usage.ru_maxrss * 1024
+    result = json.loads(line[len("RESULT "):])
+    return result, result["peak_rss"]
 
 
 def flops(batch_shapes, hidden: int, intermediate: int, layers: int) -> float:
@@ -155,7 +158,8 @@ def chart(results: dict, path: str) -> None:
         table = results["models"][model]
         shown = [n for n in names if n in table]
         values = [table[n]["docs_per_second"] for n in shown]
-        bars = ax.bar(shown, values, color=["#1f77b4", "#7f7f7f", "#ff7f0e", "#d62728"][:len(shown)])
+        colors = {"beam_embed": "#1f77b4", "ceiling": "#7f7f7f", "st": "#ff7f0e", "beam_tfhub": "#d62728"}
+        bars = ax.bar(shown, values, color=[colors[n] for n in shown])
         ax.bar_label(bars, fmt="%.0f")
         ax.set_title(model)
         ax.set_ylabel("documents / second (2-core CPU)")

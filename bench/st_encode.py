@@ -24,8 +24,10 @@ def main(model_dir: str, corpus: str) -> None:
     # encode() sorts by length (longest first) and pads each batch of 32 to its longest.
     ordered = sorted(lengths, reverse=True)
     computed = sum(max(ordered[i:i + 32]) * len(ordered[i:i + 32]) for i in range(0, len(ordered), 32))
+    with open("/proc/self/status") as f:  # VmHWM: peak RSS since exec (see contenders.py)
+        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
     sys.stdout.write("\nRESULT " + json.dumps({"seconds": seconds, "docs": len(docs), "tokens": sum(lengths),
-                                               "computed_tokens": computed}) + "\n")
+                                               "computed_tokens": computed, "peak_rss": peak}) + "\n")
 
 
 if __name__ == "__main__":
