@@ -37,7 +37,6 @@ def _load(preprocessor: str, encoder: str):
 def ceiling(args) -> dict:
     """The encoder alone, in a tight loop over batches tokenized, length-sorted and
     packed beforehand (beam-embed's own batch plan), with the same mean pooling."""
-    import numpy as np
     import tensorflow as tf
     from transforms.batching import BatchShape, plan_batches
     from transforms.pooling import pool

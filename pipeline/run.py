@@ -1,7 +1,6 @@
 """The pipeline, top to bottom: read → deduplicate → embed → write, plus dead letters."""
 from __future__ import annotations
 
-import logging
 import time
 
 import apache_beam as beam
