@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import socket
 import threading
 import time
 
@@ -20,45 +19,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.main import main
+from tests.gcs_emulator import emulated_gcs, free_port, no_google_credentials
 
 BUCKET = "beam-embed-cloud"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def no_google_credentials(monkeypatch, tmp_path):
-    """No Application Default Credentials anywhere google.auth looks, no GCE probe."""
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "empty-gcloud-config"))
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-
-
 @pytest.fixture
 def gcs(monkeypatch, tmp_path):
-    """A storage.Client on an in-process emulator holding gs://BUCKET, reached anonymously.
-
-    Beam 2.77 looks for credentials for about 20 s (google.auth.default retried with
-    back-off) before it connects anonymously, once per process; Beam's lookup is
-    replaced by its anonymous outcome so that the tests do not wait for it.
-    """
-    from gcp_storage_emulator.server import create_server
+    """A storage.Client on an in-process emulator holding gs://BUCKET, reached anonymously."""
     from google.cloud import storage
-
-    port = free_port()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    no_google_credentials(monkeypatch, tmp_path)
-    from apache_beam.internal.gcp import auth
-    monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    try:
+    with emulated_gcs(monkeypatch, tmp_path, BUCKET):
         yield storage.Client.create_anonymous_client()
-    finally:
-        server.stop()
 
 
 def upload_dir(client, local_dir: str, gs_dir: str) -> None:

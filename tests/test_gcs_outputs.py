@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.gcs_emulator import emulated_gcs
 from tests.pipeline_helpers import module_args, text_id, write_lines_corpus
 
 BUCKET = "beam-embed-test"
@@ -23,21 +23,9 @@ BUCKET = "beam-embed-test"
 @pytest.fixture
 def gcs(monkeypatch, tmp_path):
     """gs://BUCKET on an in-process emulator, reached anonymously."""
-    server_module = pytest.importorskip("gcp_storage_emulator.server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("NO_GCE_CHECK", "true")
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    # Beam looks for credentials for about 20 s before it goes anonymous: skip the wait.
-    from apache_beam.internal.gcp import auth
-    monkeypatch.setattr(auth, "get_service_credentials", lambda options: None)
-    server = server_module.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    yield f"gs://{BUCKET}"
-    server.stop()
+    pytest.importorskip("gcp_storage_emulator.server")
+    with emulated_gcs(monkeypatch, tmp_path, BUCKET):
+        yield f"gs://{BUCKET}"
 
 
 def put(path, data: bytes):
