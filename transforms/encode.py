@@ -76,7 +76,6 @@ class TextEncoder:
 
     def __init__(self, preprocessor, encoder, spec: EmbeddingSpec, runtime: RuntimeOptions, device: str):
         self._preprocessor = preprocessor
-        self._encoder = encoder
         self._spec = spec
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
         _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
@@ -122,10 +121,6 @@ class TextEncoder:
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
         return self._shape.padded_length(max(p.n_tokens for p in pieces))
-
-    def dimension(self) -> int:
-        probe = Piece("", "", ((5,),), 3, False, 0, 1, None, None)
-        return int(self.embed([probe]).shape[-1])
 
 
 class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
