@@ -35,8 +35,9 @@ def _load(preprocessor: str, encoder: str):
 
 
 def ceiling(args) -> dict:
-    """The encoder alone, in a tight loop over batches tokenized, length-sorted and
-    packed beforehand (beam-embed's own batch plan), with the same mean pooling."""
+    """The encoder alone, in a tight loop over batches tokenized, length-bucketed and
+    packed beforehand (beam-embed's own batch plan and shapes), with the same mean
+    pooling."""
     import tensorflow as tf
     from transforms.batching import BatchShape, plan_batches
     from transforms.pooling import pool
@@ -49,9 +50,11 @@ def ceiling(args) -> dict:
               for i, row in enumerate(ids.to_list())]
     shape = BatchShape(args.batch_tokens, args.max_batch_size, args.max_seq_length)
     packed = []
-    for batch in plan_batches(pieces, shape):
+    batches, _ = plan_batches(pieces, shape)
+    for batch in batches:
         segment = tf.ragged.constant([p.segments[0] for p in batch], dtype=tf.int32)
-        packed.append(preprocessor.bert_pack_inputs([segment], seq_length=max(p.n_tokens for p in batch)))
+        length = shape.padded_length(max(p.n_tokens for p in batch))
+        packed.append(preprocessor.bert_pack_inputs([segment], seq_length=length))
 
     @tf.function(input_signature=[{k: tf.TensorSpec([None, None], tf.int32) for k in packed[0]}])
     def embed(inputs):

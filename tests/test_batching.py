@@ -1,7 +1,10 @@
-"""Batch planning: every piece once, within budget, padded little."""
+"""Batch planning: every piece once, within budget, padded little, few shapes."""
 import random
 
-from transforms.batching import BatchShape, plan_batches
+import apache_beam as beam
+from apache_beam.testing.util import assert_that
+
+from transforms.batching import BatchByLength, BatchShape, plan_batches
 from transforms.tokenize import Piece
 
 
@@ -9,30 +12,82 @@ def pieces(lengths):
     return [Piece(str(i), "", (), n, False, 0, 1, None, None) for i, n in enumerate(lengths)]
 
 
-def test_every_piece_once_within_budget_and_sorted():
-    rng = random.Random(0)
-    lengths = [min(512, max(3, int(rng.lognormvariate(3, 0.9)))) for _ in range(3000)]
-    shape = BatchShape(batch_tokens=8192, max_batch_size=128, max_seq_length=512)
-    batches = plan_batches(pieces(lengths), shape)
+def lognormal_lengths(n, seed=0):
+    rng = random.Random(seed)
+    return [min(512, max(3, int(rng.lognormvariate(3, 0.9)))) for _ in range(n)]
+
+
+def check_batches(batches, lengths, shape):
     ids = [p.doc_id for b in batches for p in b]
     assert sorted(ids) == sorted(str(i) for i in range(len(lengths)))
     real = computed = 0
     for batch in batches:
-        width = max(p.n_tokens for p in batch)
-        assert len(batch) <= 128
-        assert len(batch) * width <= 8192 or len(batch) == 1
+        width = shape.padded_length(max(p.n_tokens for p in batch))
+        assert {shape.padded_length(p.n_tokens) for p in batch} == {width}, "one length class per batch"
+        assert len(batch) <= shape.batch_size(width)
+        assert len(batch) * width <= shape.batch_tokens or len(batch) == 1
         real += sum(p.n_tokens for p in batch)
         computed += len(batch) * width
-    assert real / computed >= 0.9
+    return real / computed
 
 
-def test_bucketed_lengths_for_xla():
+def test_every_piece_once_within_budget_and_padded_little():
+    lengths = lognormal_lengths(3000)
+    shape = BatchShape(batch_tokens=8192, max_batch_size=128, max_seq_length=512)
+    batches, leftover = plan_batches(pieces(lengths), shape)
+    assert leftover == []
+    assert check_batches(batches, lengths, shape) >= 0.95
+
+
+def test_length_classes():
+    shape = BatchShape(max_seq_length=512)
+    assert [shape.padded_length(n) for n in (1, 16, 17, 18, 19, 32, 33, 64, 65, 129, 257, 500)] == \
+        [1, 16, 18, 18, 20, 32, 36, 64, 72, 144, 288, 512]
+    assert len({shape.padded_length(n) for n in range(1, 513)}) == 56
+    assert BatchShape(max_seq_length=100).padded_length(99) == 100
+    # Rounding never costs more than 1/9 of a piece.
+    assert all(n / shape.padded_length(n) >= 8 / 9 for n in range(1, 513))
+
+
+def test_coarse_classes_for_xla():
     shape = BatchShape(max_seq_length=512, bucketed=True)
-    assert [shape.padded_length(n) for n in (3, 8, 9, 128, 129, 500, 511)] == [8, 8, 16, 128, 160, 512, 512]
-    assert BatchShape(max_seq_length=512).padded_length(21) == 21
+    assert [shape.padded_length(n) for n in (3, 8, 9, 16, 17, 128, 129, 500, 511)] == \
+        [8, 8, 10, 16, 20, 128, 160, 512, 512]
+    assert len({shape.padded_length(n) for n in range(1, 513)}) == 25
+
+
+def test_incomplete_classes_wait_for_more_pieces():
+    shape = BatchShape(batch_tokens=100, max_batch_size=4, max_seq_length=512)
+    # Class 10 (100 // 10 = 10 per batch, capped at 4): 5 pieces -> one
+    # full batch, one waiting; class 40 (2 per batch): 1 piece waiting.
+    batches, leftover = plan_batches(pieces([10] * 5 + [40]), shape, complete=False)
+    assert [len(b) for b in batches] == [4]
+    assert sorted(p.n_tokens for p in leftover) == [10, 40]
 
 
 def test_a_piece_longer_than_the_budget_goes_alone():
     shape = BatchShape(batch_tokens=100, max_batch_size=8, max_seq_length=512)
-    batches = plan_batches(pieces([300, 10, 10]), shape)
+    batches, _ = plan_batches(pieces([300, 10, 10]), shape)
     assert [len(b) for b in batches] == [2, 1] and batches[1][0].n_tokens == 300
+
+
+def test_a_long_stream_uses_a_bounded_set_of_shapes():
+    """20,000 pieces streamed through BatchByLength's bounded buffer (20 plannings)
+    give few batch shapes: each class has one full-batch shape, and partial batches
+    only occur at the end of the bundle (at most one per class)."""
+    shape = BatchShape(batch_tokens=8192, max_batch_size=256, max_seq_length=256)
+    lengths = [min(256, n) for n in lognormal_lengths(20000, seed=1)]
+    classes = len({shape.padded_length(n) for n in range(1, 257)})
+
+    def check(found):
+        padding = check_batches(found, lengths, shape)
+        assert padding >= 0.95, padding
+        widths = [shape.padded_length(max(x.n_tokens for x in b)) for b in found]
+        partial = [w for b, w in zip(found, widths) if len(b) < shape.batch_size(w)]
+        assert len(partial) == len(set(partial)) <= classes, "at most one partial batch per class"
+        assert len({(len(b), w) for b, w in zip(found, widths)}) <= 2 * classes
+
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        batches = (p | beam.Create(pieces(lengths), reshuffle=False)
+                   | BatchByLength(shape, buffer_size=1000))
+        assert_that(batches, check)

@@ -1,29 +1,43 @@
-"""Length-sorted, token-budgeted batches of encoder inputs.
+"""Length-bucketed, token-budgeted batches of encoder inputs.
 
-Pieces are sorted by length within a bounded buffer and cut into batches so that
-each batch (a) stays within ``batch_tokens`` padded tokens and ``max_batch_size``
-pieces, and (b) keeps at least ``min_fill`` of its computed tokens real, i.e. it is
-padded to its own longest piece and little beyond. A batch is padded to that exact
-length: the restored encoder's signature has dynamic dimensions, so new lengths
-cost no retracing. Only with XLA (``--jit_compile``), which compiles once per
-shape, are lengths rounded up to a small set (multiples of 8 up to 128, of 32
-beyond: at most 28 shapes up to 512).
+Every piece is padded up to a *length class*: exact up to 16 tokens, then eight
+steps per octave (18, 20, ... 32, 36, ... 64, 72, ... 128, 144, ...), so rounding
+costs at most 1/9 of a piece and about 3% on a typical mix. Each class has one
+full batch size, ``min(max_batch_size, batch_tokens // length)``. Pieces are sorted
+within a bounded buffer, grouped by class, and full batches are emitted; what does
+not fill a batch waits for the next buffer, and only the end of a bundle emits
+partial batches (one per class at most).
 
-Why not Beam's ``SortAndBatchElements``: it buffers a whole bundle before sorting
-(on the FnApiRunner a bundle can be the whole corpus, so memory grows with it),
-and it weighs a batch by the sum of its element sizes, not by the padded
-``batch_size x longest`` that the encoder computes. ``RunInference``'s own length
-bucketing only acts on the streaming path in Beam 2.77, and
+So a long run sees a small, fixed set of batch shapes (about one per class), not a
+new ``batch x length`` with nearly every batch. That matters for memory: oneDNN
+(TF's CPU kernels) JIT-compiles and caches kernels per shape, about 2 MB a shape
+here, up to a cap of 1024 primitives per thread, and with a shape per batch that
+cache grew with the corpus until the cap (+280 MB on 40,000 documents). It also
+suits XLA (``--jit_compile``), which compiles once per shape: there the classes are
+coarser (at least 8, four steps per octave: 25 lengths up to 512).
+
+Tf.data's ``bucket_by_sequence_length`` does the same bucketing for a tf.data input;
+here the elements are Beam elements, and Beam's ``SortAndBatchElements`` buffers a
+whole bundle before sorting (on the FnApiRunner a bundle can be the whole corpus,
+so memory grows with it) and weighs a batch by the sum of its element sizes, not by
+the padded ``batch_size x length`` that the encoder computes. ``RunInference``'s
+own length bucketing only acts on the streaming path in Beam 2.77, and
 ``ModelHandler(max_batch_weight=...)`` crashes it (see FACTS.md).
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.tokenize import Piece
+
+
+# Up to this length a batch is limited by its token budget; beyond, by its
+# attention scores (see BatchShape.batch_size).
+ATTENTION_LENGTH = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,36 +46,61 @@ class BatchShape:
     batch_tokens: int = 8192
     max_batch_size: int = 256
     max_seq_length: int = 512
-    bucketed: bool = False   # round lengths up (for XLA), else pad to the longest piece
-    min_fill: float = 0.95   # real / computed tokens a batch may not fall below...
-    min_batch_size: int = 8  # ...once it holds this many pieces
+    bucketed: bool = False   # coarse length classes, for XLA
 
     def padded_length(self, n_tokens: int) -> int:
-        if not self.bucketed:
-            return min(n_tokens, self.max_seq_length)
-        step = 8 if n_tokens <= 128 else 32
-        return min(self.max_seq_length, -(-n_tokens // step) * step)
+        """The length class of a piece of ``n_tokens`` tokens."""
+        if self.bucketed:
+            length = _rounded_up(max(n_tokens, 8), steps_per_octave=4)
+        else:
+            length = _rounded_up(n_tokens, steps_per_octave=8)
+        return min(length, self.max_seq_length)
+
+    def batch_size(self, padded_length: int) -> int:
+        """How many pieces of a length class make a full batch: within the token
+        budget, and within the attention budget (a piece longer than the budgets
+        goes alone).
+
+        Attention scores take ``batch x heads x length^2`` floats, so under a token
+        budget alone a batch of 256-token pieces would need twice the memory of
+        one of 128-token pieces, and the peak would depend on whether a corpus has
+        enough long texts to fill such a batch. Beyond ATTENTION_LENGTH tokens the
+        batch shrinks so that ``batch x length^2`` stays at the budget's value there.
+        """
+        size = min(self.max_batch_size, self.batch_tokens // padded_length,
+                   self.batch_tokens * ATTENTION_LENGTH // padded_length ** 2)
+        return max(1, size)
 
 
-def plan_batches(pieces: list[Piece], shape: BatchShape) -> list[list[Piece]]:
-    """Sort by length and cut greedily: under the budget, above the fill ratio."""
-    batches, current, real = [], [], 0
-    # Ties broken by id: the shuffle delivers pieces in any order, and the same pieces
-    # must form the same batches on a re-run for float32 results to be bitwise equal.
+def _rounded_up(n: int, steps_per_octave: int) -> int:
+    """n itself up to 2 * steps_per_octave, then the next of ``steps_per_octave``
+    evenly spaced values per power of two."""
+    if n <= 2 * steps_per_octave:
+        return n
+    step = 1 << ((n - 1).bit_length() - 1 - (steps_per_octave.bit_length() - 1))
+    return -(-n // step) * step
+
+
+def plan_batches(pieces: Iterable[Piece], shape: BatchShape,
+                 complete: bool = True) -> tuple[list[list[Piece]], list[Piece]]:
+    """Group pieces by length class and cut each class into full batches.
+
+    Returns ``(batches, leftover)``. With ``complete``, each class's remainder is a
+    last, partial batch and ``leftover`` is empty; without, the remainders are
+    returned as ``leftover`` to be planned again with more pieces.
+    """
+    by_class: dict[int, list[Piece]] = {}
+    # Sorted, ties broken by id: the shuffle delivers pieces in any order, and the
+    # same pieces must form the same batches for float32 results to be bitwise equal.
     for piece in sorted(pieces, key=lambda p: (p.n_tokens, p.doc_id, p.chunk_index)):
-        width = shape.padded_length(piece.n_tokens)
-        size = len(current) + 1
-        if current and (size * width > shape.batch_tokens
-                        or len(current) >= shape.max_batch_size
-                        or (len(current) >= shape.min_batch_size
-                            and (real + piece.n_tokens) / (size * width) < shape.min_fill)):
-            batches.append(current)
-            current, real = [], 0
-        current.append(piece)
-        real += piece.n_tokens
-    if current:
-        batches.append(current)
-    return batches
+        by_class.setdefault(shape.padded_length(piece.n_tokens), []).append(piece)
+    batches, leftover = [], []
+    for length, members in by_class.items():
+        size = shape.batch_size(length)
+        batches.extend(members[i:i + size] for i in range(0, len(members), size))
+        if not complete and len(batches[-1]) < size:
+            leftover.extend(batches.pop())
+    return batches, leftover
 
 
 class _BatchByLengthFn(beam.DoFn):
@@ -71,27 +110,29 @@ class _BatchByLengthFn(beam.DoFn):
 
     def start_bundle(self):
         self._buffer = []
+        self._new = 0
 
     def process(self, piece: Piece):
         self._buffer.append(piece)
-        if len(self._buffer) >= self._buffer_size:
-            yield from self._flush()
+        self._new += 1
+        if self._new >= self._buffer_size:
+            batches, self._buffer = plan_batches(self._buffer, self._shape, complete=False)
+            self._new = 0
+            yield from batches
 
     def finish_bundle(self):
-        for batch in self._flush():
-            yield GlobalWindows.windowed_value(batch)
-
-    def _flush(self):
-        batches = plan_batches(self._buffer, self._shape)
+        batches, _ = plan_batches(self._buffer, self._shape)
         self._buffer = []
-        return batches
+        for batch in batches:
+            yield GlobalWindows.windowed_value(batch)
 
 
 class BatchByLength(beam.PTransform):
-    """PCollection[Piece] -> PCollection[list[Piece]], sorted within a bounded buffer.
+    """PCollection[Piece] -> PCollection[list[Piece]], bucketed by length class.
 
-    ``buffer_size`` pieces are sorted together: large enough that batches are
-    nearly padding-free, small enough that memory does not grow with the corpus.
+    Every ``buffer_size`` new pieces, the buffer is planned and its full batches
+    emitted. Memory stays bounded: the buffer plus, per length class, less than
+    one batch waiting to fill (at most ``classes x batch_tokens`` tokens).
     Batch pipelines only (global window).
     """
 
