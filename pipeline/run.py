@@ -21,7 +21,8 @@ def read_documents(p: beam.Pipeline, config: RunConfig):
     if o.input:
         return p | "ReadCorpus" >> ReadCorpus(
             o.input, config.input_format, id_field=o.id_field, text_field=o.text_field or "text",
-            text_pair_field=o.text_pair_field)
+            text_pair_field=o.text_pair_field,
+            reshuffle=False)  # build() deduplicates next: its GroupByKey redistributes
     from apache_beam.options.pipeline_options import GoogleCloudOptions
     from transforms.bigquery import ReadBigQueryCorpus
     return p | "ReadBigQuery" >> ReadBigQueryCorpus(

@@ -15,6 +15,8 @@ import subprocess
 import time
 import urllib.request
 
+from tests.gcs_emulator import free_port
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROJECT = "beam-embed-test"
 STARTUP_SECONDS = 60
@@ -34,18 +36,12 @@ def emulator_bin() -> str:
     return os.environ.get("BEAM_EMBED_BQEMULATOR") or os.path.join(REPO, ".venv-bq", "bin", "bqemulator")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Emulator:
     def __init__(self, workdir: str):
         self.home = os.path.join(workdir, "home")
         os.makedirs(self.home, exist_ok=True)
         self.log_path = os.path.join(workdir, "bqemulator.log")
-        self.rest_port, self.grpc_port = _free_port(), _free_port()
+        self.rest_port, self.grpc_port = free_port(), free_port()
         self.process = None
 
     @property

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, Optional
 import apache_beam as beam
 
 from transforms.read import (DEAD_LETTERS_TAG, DOCUMENTS_TAG, ReadResult,
-                             RecordOutputs, _RecordParser)
+                             RecordOutputs, RecordParser)
 from transforms.records import DeadLetter, Document
 
 _LOG = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class ReadBigQueryCorpus(beam.PTransform):
         self._connection = BigQueryConnection(endpoint, storage_endpoint, credentials)
         self._fields = (id_field, text_field, text_pair_field)
         self._max_streams = max_streams
-        self._parser = _RecordParser(None, id_field, text_field, text_pair_field, max_text_bytes)
+        self._parser = RecordParser(None, id_field, text_field, text_pair_field, max_text_bytes)
 
     def expand(self, pbegin) -> ReadResult:
         parsed = (
@@ -271,7 +271,7 @@ class _CreateReadSessionFn(beam.DoFn):
 class _ReadStreamFn(beam.DoFn):
     """_Stream → Documents (main output) and DeadLetters (tagged), row by row."""
 
-    def __init__(self, connection: BigQueryConnection, parser: _RecordParser):
+    def __init__(self, connection: BigQueryConnection, parser: RecordParser):
         self._connection = connection
         self._parser = parser
 

@@ -9,6 +9,7 @@ other TensorFlow error, comes back as an error instead of killing the job.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import logging
 import os
@@ -155,8 +156,13 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
 
     def load_model(self) -> TextEncoder:
         preprocessor_handle, encoder_handle = self._handles
-        return self._encoder_class(load_module(preprocessor_handle), load_encoder(encoder_handle),
-                                   self._spec, self._runtime, encoder_device())
+        model = self._encoder_class(load_module(preprocessor_handle), load_encoder(encoder_handle),
+                                    self._spec, self._runtime, encoder_device())
+        # The restored modules, TF and Beam are hundreds of thousands of long-lived
+        # objects; every full collection walks them again (about 2% of a local run's
+        # time). Freezing moves what exists now out of the collector's sight.
+        gc.freeze()
+        return model
 
     def get_num_bytes(self, batch) -> int:
         return 4 * sum(p.n_tokens for p in batch)

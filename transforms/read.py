@@ -101,6 +101,8 @@ class ReadCorpus(beam.PTransform):
       validate: check at construction time that ``file_pattern`` matches files,
         for a clear error before the pipeline starts. Turn off when the launching
         machine cannot see the files.
+      reshuffle: redistribute the documents after parsing (see expand). Turn off
+        when a shuffle follows anyway, as DeduplicateDocuments' GroupByKey does.
 
     Every input record (a line of a text or JSONL file, a CSV data row, a Parquet
     row) increments the ``read`` counter once and comes out either as a Document or
@@ -120,6 +122,7 @@ class ReadCorpus(beam.PTransform):
         text_pair_field: Optional[str] = None,
         max_text_bytes: Optional[int] = None,
         validate: bool = True,
+        reshuffle: bool = True,
     ):
         super().__init__()
         if input_format is None:
@@ -131,7 +134,8 @@ class ReadCorpus(beam.PTransform):
         if validate:
             check_pattern_matches(file_pattern)
         self._file_pattern = file_pattern
-        self._parser = _RecordParser(
+        self._reshuffle = reshuffle
+        self._parser = RecordParser(
             input_format, id_field, text_field, text_pair_field, max_text_bytes)
 
     def expand(self, pbegin) -> ReadResult:
@@ -150,7 +154,9 @@ class ReadCorpus(beam.PTransform):
         # file between workers (unlike ReadFromText). Redistributing the documents
         # at least lets the expensive embedding step run in parallel instead of
         # staying fused to the worker that happened to read the file.
-        documents = parsed[DOCUMENTS_TAG] | "ReshuffleDocuments" >> beam.Reshuffle()
+        documents = parsed[DOCUMENTS_TAG]
+        if self._reshuffle:
+            documents = documents | "ReshuffleDocuments" >> beam.Reshuffle()
         return ReadResult(documents, parsed[DEAD_LETTERS_TAG])
 
 
@@ -167,7 +173,7 @@ def check_pattern_matches(file_pattern: str) -> None:
 class _ParseFileFn(beam.DoFn):
     """ReadableFile -> Documents (main output) and DeadLetters (tagged)."""
 
-    def __init__(self, parser: "_RecordParser"):
+    def __init__(self, parser: "RecordParser"):
         self._parser = parser
 
     def setup(self):
@@ -212,7 +218,7 @@ class RecordOutputs:
                 yield record
 
 
-class _RecordParser:
+class RecordParser:
     """Turns one file's byte stream into exactly one Document or DeadLetter per
     input record. Plain Python (no Beam), so it is cheap to test and reason about.
     """

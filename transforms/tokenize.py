@@ -79,7 +79,15 @@ class TextTokenizer:
 
     def __init__(self, preprocessor):
         self.preprocessor = preprocessor
-        self.special_tokens = {n: self._count_specials(n) for n in (1, 2)}
+        self._special_tokens: dict[int, int] = {}
+
+    def special_tokens(self, num_segments: int) -> int:
+        """Tokens packing adds to ``num_segments`` segments. Counted on first use (one
+        eager call of the restored bert_pack_inputs, ~0.15 s), so single texts never
+        pay for the pairs' count."""
+        if num_segments not in self._special_tokens:
+            self._special_tokens[num_segments] = self._count_specials(num_segments)
+        return self._special_tokens[num_segments]
 
     def _count_specials(self, num_segments: int) -> int:
         one_token = tf.ragged.constant([[5]], dtype=tf.int32)
@@ -164,7 +172,7 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
                 results.append(DeadLetter("inference_error", f"tokenizer failed: {error}"[:500],
                                           doc.source, raw_prefix(doc.text), doc.id))
                 continue
-            specials = model.special_tokens[len(segments)]
+            specials = model.special_tokens(len(segments))
             results.append(to_pieces(doc, segments, self._policy, specials, self._keep_text))
         return results
 
