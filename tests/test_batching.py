@@ -91,3 +91,13 @@ def test_a_long_stream_uses_a_bounded_set_of_shapes():
         batches = (p | beam.Create(pieces(lengths), reshuffle=False)
                    | BatchByLength(shape, buffer_size=1000))
         assert_that(batches, check)
+
+
+def test_long_classes_are_limited_by_attention_memory():
+    """Up to 128 tokens the token budget limits a batch; beyond, batch x length^2
+    (the attention scores) stays at its value for 128-token batches, so a corpus
+    with enough long texts to fill such batches does not raise the peak."""
+    shape = BatchShape(batch_tokens=8192, max_batch_size=256, max_seq_length=512)
+    assert [shape.batch_size(n) for n in (16, 32, 64, 128, 256, 512)] == [256, 256, 128, 64, 16, 4]
+    widths = {shape.padded_length(n) for n in range(1, 513)}
+    assert max(shape.batch_size(w) * w * w for w in widths) <= 8192 * 128
