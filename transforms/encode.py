@@ -8,7 +8,9 @@ other TensorFlow error, comes back as an error instead of killing the job.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import gc
 import itertools
 import logging
@@ -137,6 +139,11 @@ class TextEncoder:
         return self._shape.padded_length(max(p.n_tokens for p in pieces))
 
 
+@functools.cache
+def _unfreeze_at_exit():
+    atexit.register(gc.unfreeze)
+
+
 class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
     """RunInference handler for pre-formed batches (use ``.with_no_batching()``).
 
@@ -160,8 +167,11 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
                                     self._spec, self._runtime, encoder_device())
         # The restored modules, TF and Beam are hundreds of thousands of long-lived
         # objects; every full collection walks them again (about 2% of a local run's
-        # time). Freezing moves what exists now out of the collector's sight.
+        # time). Freezing moves what exists now out of the collector's sight; at exit
+        # they are unfrozen so that extension types are still finalized (frozen, some
+        # report themselves leaked: nanobind's, e.g. duckdb's).
         gc.freeze()
+        _unfreeze_at_exit()
         return model
 
     def get_num_bytes(self, batch) -> int:
