@@ -1,6 +1,6 @@
 """sentence-transformers on the same MiniLM weights (runs in .venv-ref, torch CPU).
 
-    .venv-ref/bin/python bench/st_encode.py MODEL_DIR CORPUS
+    PYTHONPATH=. .venv-ref/bin/python bench/st_encode.py MODEL_DIR CORPUS
 """
 import json
 import sys
@@ -8,6 +8,8 @@ import time
 
 import torch
 from sentence_transformers import SentenceTransformer
+
+from bench.contenders import peak_rss_bytes  # stdlib only at import: fine in .venv-ref
 
 
 def main(model_dir: str, corpus: str) -> None:
@@ -24,10 +26,8 @@ def main(model_dir: str, corpus: str) -> None:
     # encode() sorts by length (longest first) and pads each batch of 32 to its longest.
     ordered = sorted(lengths, reverse=True)
     computed = sum(max(ordered[i:i + 32]) * len(ordered[i:i + 32]) for i in range(0, len(ordered), 32))
-    with open("/proc/self/status") as f:  # VmHWM: peak RSS since exec (see contenders.py)
-        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
     sys.stdout.write("\nRESULT " + json.dumps({"seconds": seconds, "docs": len(docs), "tokens": sum(lengths),
-                                               "computed_tokens": computed, "peak_rss": peak}) + "\n")
+                                               "computed_tokens": computed, "peak_rss": peak_rss_bytes()}) + "\n")
 
 
 if __name__ == "__main__":

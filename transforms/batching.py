@@ -4,18 +4,17 @@ Every piece is padded up to a *length class*: exact up to 16 tokens, then eight
 steps per octave (18, 20, ... 32, 36, ... 64, 72, ... 128, 144, ...), so rounding
 costs at most 1/9 of a piece and about 3% on a typical mix. Each class has one
 full batch size (``BatchShape.batch_size``: within the token budget, and beyond 128
-tokens within an attention budget). Pieces are sorted
-within a bounded buffer, grouped by class, and full batches are emitted; what does
-not fill a batch waits for the next buffer, and only the end of a bundle emits
-partial batches (one per class at most).
+tokens within an attention budget). Pieces are sorted within a bounded buffer,
+grouped by class, and full batches are emitted; what does not fill a batch waits
+for the next buffer, and only the end of a bundle emits partial batches (one per
+class at most).
 
 So a long run sees a small, fixed set of batch shapes (about one per class), not a
 new ``batch x length`` with nearly every batch. That matters for memory: oneDNN
 (TF's CPU kernels) JIT-compiles and caches kernels per shape, about 2 MB a shape
 here, up to a cap of 1024 primitives per thread, and with a shape per batch that
 cache grew with the corpus until the cap (+280 MB on 40,000 documents; now the
-10x corpus peaks at 1.12x the RSS of the 1x one, see bench/). It also
-suits XLA (``--jit_compile``), which compiles once per shape: there the classes are
+10x corpus peaks at about 1.1x the RSS of the 1x one, see bench/). It also suits XLA (``--jit_compile``), which compiles once per shape: there the classes are
 coarser (at least 8, four steps per octave: 25 lengths up to 512).
 
 ``tf.data``'s ``bucket_by_sequence_length`` does the same bucketing for a tf.data input;

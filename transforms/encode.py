@@ -33,6 +33,9 @@ _INPUT = tf.TensorSpec([None, None], tf.int32)
 _VALUES = tf.TensorSpec([None], tf.int32)
 _ROW_LENGTHS = tf.TensorSpec([None], tf.int64)
 _SEQ_LENGTH = tf.TensorSpec([], tf.int32)
+# Kept in float32 under --precision bfloat16 on the CPU (see _enable_mixed_precision).
+_FLOAT32_ELEMENTWISE_OPS = ("Erf", "Erfc", "Mul", "Add", "AddV2", "Sub", "RealDiv", "Square",
+                            "SquaredDifference", "Sqrt", "Rsqrt", "Mean", "Sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +77,6 @@ def _enable_mixed_precision(precision: str, on_gpu: bool):
         os.environ.setdefault("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_REMOVE",
                               ",".join(_FLOAT32_ELEMENTWISE_OPS))
     tf.config.optimizer.set_experimental_options({option: True})
-
-
-_FLOAT32_ELEMENTWISE_OPS = ("Erf", "Erfc", "Mul", "Add", "AddV2", "Sub", "RealDiv", "Square",
-                            "SquaredDifference", "Sqrt", "Rsqrt", "Mean", "Sum")
 
 
 class TextEncoder:
