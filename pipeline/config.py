@@ -66,8 +66,7 @@ class RunConfig:
 
 
 def probe_model(handles: ModelHandles) -> ModelFacts:
-    """Load both modules here, once, and run one tiny input through them."""
-    import tensorflow as tf
+    """Load both modules here, once, and read the encoder's output shapes."""
     from transforms.text_modules import load_encoder, load_module
     try:
         preprocessor = load_module(handles.preprocessor)
@@ -77,10 +76,43 @@ def probe_model(handles: ModelHandles) -> ModelFacts:
         encoder = load_encoder(handles.encoder)
     except Exception as e:
         raise OptionError(f"--encoder {handles.encoder!r} cannot be loaded: {e}") from None
-    outputs = encoder(preprocessor.bert_pack_inputs(
-        [preprocessor.tokenize(tf.constant(["probe"]))], seq_length=8))
+    outputs = _declared_outputs(encoder) or _run_once(preprocessor, encoder)
     return ModelFacts(dim=int(outputs["sequence_output"].shape[-1]),
                       num_layers=len(outputs["encoder_outputs"]))
+
+
+def _declared_outputs(encoder) -> Optional[dict]:
+    """The output structure the SavedModel declares for ``__call__`` (TensorSpecs, nothing
+    runs), if it declares the TF Hub encoder interface."""
+    for function in getattr(getattr(encoder, "__call__", None), "concrete_functions", ()):
+        outputs = function.structured_outputs
+        if isinstance(outputs, dict) and {"sequence_output", "encoder_outputs"} <= outputs.keys():
+            return outputs
+    return None
+
+
+def _run_once(preprocessor, encoder) -> dict:
+    import tensorflow as tf
+    return encoder(preprocessor.bert_pack_inputs([preprocessor.tokenize(tf.constant(["probe"]))], seq_length=8))
+
+
+def probe_embedding(config: "RunConfig") -> None:
+    """Embed one text in this process exactly as the workers will (EmbedText.probe):
+    pooling, layer, precision and XLA are checked against the modules before the job
+    starts, and the local runner's workers, which share this process, find the
+    graphs already traced."""
+    from transforms.embed import EmbedText
+    from transforms.encode import error_text
+    o = config.options
+    embedder = EmbedText(config.handles.preprocessor, config.handles.encoder, config.spec,
+                         long_text=o.long_text, runtime=config.runtime)
+    try:
+        embedder.probe(text_pair="probe" if o.text_pair_field else None)
+    except Exception as e:  # TensorFlow raises many types; the message says what failed
+        raise OptionError(
+            f"--encoder {config.handles.encoder!r} failed on a probe text with --pooling {o.pooling}"
+            f"{f' --layer {o.layer}' if o.layer is not None else ''} --precision {o.precision}"
+            f"{' --jit_compile' if o.jit_compile else ''}: {error_text(e, 500)}") from None
 
 
 def _check_source(o: EmbedOptions) -> Optional[str]:
@@ -154,7 +186,7 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
                               "read this run's output back as input; write it elsewhere")
 
 
-def resolve(options: EmbedOptions, facts: Optional[ModelFacts] = None) -> RunConfig:
+def resolve(options: EmbedOptions) -> RunConfig:
     o = options
     try:  # first: one quick request per bucket, before Beam's slow retries can start
         check_gcs_access(gcs_paths(o))
@@ -177,10 +209,12 @@ def resolve(options: EmbedOptions, facts: Optional[ModelFacts] = None) -> RunCon
         handles = resolve_model(o.model, o.preprocessor, o.encoder)
     except ValueError as e:
         raise OptionError(str(e)) from None
-    facts = facts or probe_model(handles)
+    facts = probe_model(handles)
     if o.layer is not None and not -facts.num_layers <= o.layer < facts.num_layers:
         raise OptionError(f"--layer {o.layer} is out of range: the encoder has {facts.num_layers} "
                           f"layers (use 0..{facts.num_layers - 1}, or negative from the end)")
     spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
-    return RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
-                     facts, dead_letter_prefix(o))
+    config = RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
+                       facts, dead_letter_prefix(o))
+    probe_embedding(config)
+    return config

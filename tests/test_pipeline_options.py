@@ -59,3 +59,23 @@ def test_nothing_written_on_bad_options(capsys, corpus, tmp_path):
     fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
                         "--pooling=median"], "--pooling")
     assert not [p for p in os.listdir(tmp_path) if p.startswith("o")]
+
+
+def test_encoder_that_cannot_run_with_the_preprocessor(capsys, corpus, tmp_path, minilm_dir):
+    """A vocabulary mismatch (the default preprocessor's ids do not fit this encoder's
+    1,000-row embedding table) loads fine; the launcher's probe text finds it before
+    the job starts."""
+    from models.config import EncoderConfig
+    from models.convert import build_random_module
+    from tests.conftest import BERT_LIKE, TINY
+    with open(os.path.join(minilm_dir, "vocab.txt"), encoding="utf-8") as f:
+        head = [next(f) for _ in range(1000)]
+    (tmp_path / "vocab.txt").write_text("".join(head), encoding="utf-8")
+    small = build_random_module(EncoderConfig("bert", 1000, **TINY, **BERT_LIKE),
+                                {"vocab.txt": str(tmp_path / "vocab.txt")},
+                                str(tmp_path / "small-vocab"), lower_case=True)
+    err = fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                              f"--encoder={small.encoder}"],
+                     "--encoder", "small-vocab", "probe text", "InvalidArgumentError: indices[0,1] = ")
+    assert "not in [0, 1000)" in err and "Graph execution error" not in err
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("o")]

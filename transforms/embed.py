@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 import numpy as np
@@ -15,7 +15,7 @@ from transforms import counters
 from transforms.batching import BatchByLength, BatchShape
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
-from transforms.records import DeadLetter, raw_prefix
+from transforms.records import DeadLetter, Document, raw_prefix
 from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler
 
 _DEAD = "dead_letters"
@@ -117,6 +117,20 @@ class EmbedText(beam.PTransform):
         self._spec = spec
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
                                        bucketed=runtime.jit_compile)
+
+    def probe(self, text: str = "probe", text_pair: Optional[str] = None) -> np.ndarray:
+        """Embed one text here, in this process, the way the workers will: through the
+        same tokenizer and encoder (cached per process), pooling and precision.
+
+        Raises what the modules raise, so a launcher can check its options against the
+        modules before a job starts. On the local runner, whose workers run in this
+        process, it also leaves the graphs traced and optimized for them.
+        """
+        tokenizer = self._tokenizer.load_model()
+        [pieces] = self._tokenizer.run_inference([Document("probe", text, text_pair, "probe")], tokenizer)
+        if isinstance(pieces, DeadLetter):
+            raise ValueError(f"the probe text became a dead letter: {pieces.reason}: {pieces.detail}")
+        return self._encoder.load_model().embed(pieces)[0]
 
     def expand(self, documents) -> EmbedResult:
         tokenized = (documents

@@ -8,6 +8,7 @@ window, already trimmed to fit ``max_seq_length`` with the special tokens.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -130,6 +131,14 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
             for i, s in enumerate(starts)]
 
 
+@functools.lru_cache(maxsize=8)
+def text_tokenizer(preprocessor_handle: str) -> TextTokenizer:
+    """One TextTokenizer per process and preprocessor, so its special-token counts are
+    counted once, and on the local runner the workers use the one the launcher's
+    probe already ran (see ``EmbedText.probe``)."""
+    return TextTokenizer(load_module(preprocessor_handle))
+
+
 class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], TextTokenizer]):
     """RunInference handler: batches of Documents in, Pieces (or DeadLetters) out.
 
@@ -147,7 +156,7 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
         self._keep_text = keep_text
 
     def load_model(self) -> TextTokenizer:
-        return TextTokenizer(load_module(self._handle))
+        return text_tokenizer(self._handle)
 
     def get_num_bytes(self, batch) -> int:
         return sum(len(d.text) + len(d.text_pair or "") for d in batch)
