@@ -117,7 +117,7 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
     fits = sum(lengths) <= budget
     if fits or policy.mode == "truncate":
         kept = round_robin_lengths(lengths, budget)
-        trimmed = tuple(tuple(int(t) for t in s[:k]) for s, k in zip(segments, kept))
+        trimmed = tuple(tuple(s[:k].tolist()) for s, k in zip(segments, kept))
         return [Piece(doc.id, doc.source, trimmed, sum(kept) + special_tokens, not fits, 0, 1, text, text_pair)]
     if policy.mode == "reject":
         return DeadLetter("too_long", f"{sum(lengths)} tokens; --max_seq_length "
@@ -126,7 +126,7 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
     ids = segments[0]
     stride = max(1, budget - min(policy.chunk_overlap, budget // 2))
     starts = list(range(0, max(1, len(ids) - budget + stride), stride))
-    return [Piece(doc.id, doc.source, (tuple(int(t) for t in ids[s:s + budget]),),
+    return [Piece(doc.id, doc.source, (tuple(ids[s:s + budget].tolist()),),
                   min(budget, len(ids) - s) + special_tokens, False, i, len(starts), text, text_pair)
             for i, s in enumerate(starts)]
 
