@@ -170,7 +170,7 @@ def chart(results: dict, path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=4000)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--xlmr-layers", type=int, default=4)
     parser.add_argument("--xlmr-docs", type=int, default=1000)
     parser.add_argument("--skip-xlmr", action="store_true")
