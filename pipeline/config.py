@@ -93,10 +93,11 @@ def _declared_outputs(encoder) -> Optional[dict]:
 
 def _run_once(preprocessor, encoder) -> dict:
     import tensorflow as tf
-    return encoder(preprocessor.bert_pack_inputs([preprocessor.tokenize(tf.constant(["probe"]))], seq_length=8))
+    packed = preprocessor.bert_pack_inputs([preprocessor.tokenize(tf.constant(["probe"]))], seq_length=8)
+    return encoder(packed)
 
 
-def probe_embedding(config: "RunConfig") -> None:
+def probe_embedding(config: RunConfig) -> None:
     """Embed one text in this process exactly as the workers will (EmbedText.probe):
     pooling, layer, precision and XLA are checked against the modules before the job
     starts, and the local runner's workers, which share this process, find the

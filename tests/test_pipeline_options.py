@@ -79,3 +79,16 @@ def test_encoder_that_cannot_run_with_the_preprocessor(capsys, corpus, tmp_path,
                      "--encoder", "small-vocab", "probe text", "InvalidArgumentError: indices[0,1] = ")
     assert "not in [0, 1000)" in err and "Graph execution error" not in err
     assert not [p for p in os.listdir(tmp_path) if p.startswith("o")]
+
+
+def test_model_facts_from_declared_outputs_match_a_run(tiny_random_model):
+    """The launcher reads the embedding size and layer count from the encoder's declared
+    output specs (nothing runs); running the modules once must give the same facts."""
+    from pipeline.config import _declared_outputs, _run_once
+    from transforms.text_modules import load_encoder, load_module
+    preprocessor = load_module(tiny_random_model.preprocessor)
+    encoder = load_encoder(tiny_random_model.encoder)
+    declared, ran = _declared_outputs(encoder), _run_once(preprocessor, encoder)
+    assert declared["sequence_output"].shape[-1] == ran["sequence_output"].shape[-1] == 32
+    assert len(declared["encoder_outputs"]) == len(ran["encoder_outputs"]) == 2
+    assert _declared_outputs(object()) is None
