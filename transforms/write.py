@@ -17,6 +17,9 @@ from typing import Iterable, Mapping, Optional
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filebasedsink import FileBasedSink
+from apache_beam.io.filesystem import CompressionTypes
 
 from transforms.records import DeadLetter
 
@@ -29,6 +32,8 @@ SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
 # Fixed rather than adaptive: adaptive batching starts at one row, and one-row row
 # groups make Parquet files slow to read.
 DEFAULT_PARQUET_BATCH_SIZE = 2048
+# The only Parquet columns worth dictionary-encoding: their values repeat.
+DICTIONARY_COLUMNS = ("n_tokens", "truncated", "n_chunks")
 
 
 def embedding_schema(dim: int, columns: Iterable[str] = (),
@@ -142,13 +147,8 @@ class WriteEmbeddings(beam.PTransform):
                     min_batch_size=self._parquet_batch_size,
                     max_batch_size=self._parquet_batch_size)
                 | "ToArrow" >> beam.Map(_rows_to_table, schema, self._dim)
-                | "WriteParquet" >> beam.io.WriteToParquetBatched(
-                    self._output_prefix,
-                    schema=schema,
-                    codec="snappy",
-                    file_name_suffix=".parquet",
-                    num_shards=self._num_shards,
-                    shard_name_template=SHARD_NAME_TEMPLATE))
+                | "WriteParquet" >> beam.io.Write(_ParquetTableSink(
+                    self._output_prefix, schema, self._num_shards)))
         return (
             rows
             | "ToExample" >> beam.ParDo(_ToExampleFn(self._dim, self._columns))
@@ -158,6 +158,41 @@ class WriteEmbeddings(beam.PTransform):
                 file_name_suffix=".tfrecord",
                 num_shards=self._num_shards,
                 shard_name_template=SHARD_NAME_TEMPLATE))
+
+
+class _ParquetTableSink(FileBasedSink):
+    """Beam's WriteToParquetBatched sink (pyarrow Tables in, Snappy row groups out),
+    with dictionary encoding only for DICTIONARY_COLUMNS.
+
+    WriteToParquetBatched has no ``use_dictionary`` option, and pyarrow's default
+    dictionary-encodes every column: the unique float embeddings then carry a
+    dictionary page as large as themselves plus the indices. The demo's 358 MiniLM
+    rows took 887 KB that way, 577 KB without (raw floats: 550 KB), and wrote 8x
+    slower. Like WriteToParquetBatched, this is a FileBasedSink under ``beam.io.Write``:
+    temporary files, then renames, one empty shard for empty input.
+    """
+
+    def __init__(self, file_path_prefix: str, schema: pa.Schema, num_shards: int):
+        super().__init__(file_path_prefix, coder=None, file_name_suffix=".parquet",
+                         num_shards=num_shards, shard_name_template=SHARD_NAME_TEMPLATE,
+                         mime_type="application/x-parquet",
+                         compression_type=CompressionTypes.UNCOMPRESSED)  # Parquet compresses pages
+        self._schema = schema
+
+    def open(self, temp_path):
+        handle = super().open(temp_path)
+        dictionary = [name for name in DICTIONARY_COLUMNS if name in self._schema.names]
+        # Non-compliant nested names ("item"), as WriteToParquetBatched writes them.
+        return handle, pq.ParquetWriter(handle, self._schema, compression="snappy",
+                                        use_dictionary=dictionary, use_compliant_nested_type=False)
+
+    def write_record(self, opened, table: pa.Table):
+        opened[1].write_table(table)
+
+    def close(self, opened):
+        handle, writer = opened
+        writer.close()
+        super().close(handle)
 
 
 class WriteDeadLetters(beam.PTransform):
