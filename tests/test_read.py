@@ -154,6 +154,16 @@ def test_gzipped_text_and_globs(tmp_path):
         str(tmp_path / "a.txt.gz"), str(tmp_path / "b.txt")}
 
 
+def test_bare_relative_glob(tmp_path, monkeypatch):
+    """"*.txt" in the working directory: Beam's local glob alone matches nothing there."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("one\ntwo\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "corpus")
+    documents, _, counts = read_corpus(tmp_path, "*.txt")
+    assert counts[counters.READ] == 2
+    assert {d.source for d in documents} == {f"{tmp_path}/corpus/a.txt:1", f"{tmp_path}/corpus/a.txt:2"}
+
+
 def test_byte_order_mark_is_not_text(tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfhello\n")

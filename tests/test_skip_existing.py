@@ -71,3 +71,18 @@ def test_glob_covering_its_own_prefix_rewrites_the_whole_output(tmp_path, tiny_r
     summary = run_cli(*args)
     assert summary["embedded"] == 40 and summary["skipped_existing"] == 0
     assert set(read_parquet_rows(f"{tmp_path}/out/emb")) == {text_id(line) for line in lines}
+
+
+def test_bare_relative_globs_in_the_working_directory(tmp_path, tiny_random_model, monkeypatch):
+    """``--input '*.txt' --skip_existing 'emb-*.parquet'`` from the data's directory
+    (Beam's local glob alone matches nothing for a pattern without a directory)."""
+    monkeypatch.chdir(tmp_path)
+    lines = write_lines_corpus(tmp_path / "corpus.txt", 40)
+    model = module_args(tiny_random_model)
+    first = run_cli("--input=*.txt", "--output=out/emb-1", *model)
+    assert first["embedded"] == 40
+    (tmp_path / "more.txt").write_text("\n".join(lines[:5] + ["a new line", "another new line"]) + "\n",
+                                       encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "out")
+    second = run_cli("--input=../more.txt", "--output=emb-2", "--skip_existing=emb-*.parquet", *model)
+    assert second["skipped_existing"] == 5 and second["embedded"] == 2

@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import counters
 from transforms.records import (RAW_PREFIX_BYTES, DeadLetter, Document, encodable,
                                 raw_prefix)
+from transforms.shards import absolute
 
 INPUT_FORMATS = ("text", "jsonl", "csv", "parquet")
 
@@ -131,6 +132,7 @@ class ReadCorpus(beam.PTransform):
             raise ValueError(
                 f"--input_format {input_format!r} is not supported; use one of "
                 f"{', '.join(INPUT_FORMATS)}")
+        file_pattern = absolute(file_pattern)  # Beam's local glob finds nothing for "*.txt"
         if validate:
             check_pattern_matches(file_pattern)
         self._file_pattern = file_pattern
@@ -162,7 +164,7 @@ class ReadCorpus(beam.PTransform):
 
 def check_pattern_matches(file_pattern: str) -> None:
     try:
-        matched = FileSystems.match([file_pattern])[0].metadata_list
+        matched = FileSystems.match([absolute(file_pattern)])[0].metadata_list
     except Exception as error:  # BeamIOError for a missing bucket or path, etc.
         raise ValueError(
             f"--input {file_pattern!r} cannot be matched: {error}") from error

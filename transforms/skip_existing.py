@@ -49,7 +49,7 @@ class SkipExisting(beam.PTransform):
 
     def __init__(self, existing_glob: str, fingerprint: str, own_output: Optional[str] = None):
         super().__init__()
-        self._glob = existing_glob
+        self._glob = absolute(existing_glob)  # Beam's local glob finds nothing for "emb-*"
         self._fingerprint = fingerprint
         self._own_output = own_output
 
