@@ -103,7 +103,7 @@ def probe_embedding(config: RunConfig) -> None:
     starts, and the local runner's workers, which share this process, find the
     graphs already traced."""
     from transforms.embed import EmbedText
-    from transforms.encode import error_text
+    from transforms.tf_errors import error_text
     o = config.options
     embedder = EmbedText(config.handles.preprocessor, config.handles.encoder, config.spec,
                          long_text=o.long_text, runtime=config.runtime)

@@ -26,6 +26,7 @@ from transforms.batching import BatchShape
 from transforms.progress import PROGRESS
 from transforms.pooling import l2_normalize, pool
 from transforms.text_modules import encoder_device, load_encoder, load_module
+from transforms.tf_errors import error_text
 from transforms.tokenize import Piece
 
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -58,18 +59,6 @@ class Encoded(NamedTuple):
     piece: Piece
     vector: Optional[np.ndarray]   # float32 [dim], None on error
     error: Optional[str]
-
-
-def error_text(error: Exception, limit: int = 300) -> str:
-    """What went wrong, without TensorFlow's preamble: a graph error's message starts
-    with "Graph execution error: Detected at node ... defined at" and the Python stack
-    that built the node, which would crowd the cause out of a short message."""
-    if not isinstance(error, tf.errors.OpError):
-        return f"{type(error).__name__}: {error}"[:limit]
-    cause = [line for line in error.message.splitlines()
-             if line.strip() and not line[0].isspace()
-             and not line.startswith(("Graph execution error", "Detected at node", "<stack trace"))]
-    return f"{type(error).__name__}: {' '.join(cause) or error.message}"[:limit]
 
 
 def _enable_mixed_precision(precision: str, on_gpu: bool):

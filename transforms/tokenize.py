@@ -17,6 +17,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from transforms.records import DeadLetter, Document, raw_prefix
 from transforms.text_modules import load_module
+from transforms.tf_errors import error_text
 
 LONG_TEXT_POLICIES = ("truncate", "chunk", "reject")
 # In truncate/reject mode only the first max_seq_length tokens matter, so a huge
@@ -178,8 +179,9 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
         for doc, segments in zip(batch, tokens):
             if any(isinstance(s, Exception) for s in segments):
                 error = next(s for s in segments if isinstance(s, Exception))
-                results.append(DeadLetter("inference_error", f"tokenizer failed: {error}"[:500],
-                                          doc.source, raw_prefix(doc.text), doc.id))
+                detail = f"tokenizer failed: {error_text(error, 500)}"[:500]
+                results.append(DeadLetter("inference_error", detail, doc.source, raw_prefix(doc.text),
+                                          doc.id))
                 continue
             specials = model.special_tokens(len(segments))
             results.append(to_pieces(doc, segments, self._policy, specials, self._keep_text))
