@@ -7,8 +7,14 @@ harnesses of an external worker pool, in processes (or containers) of their own.
     with job_service_and_worker_pool(log_dir, worker_env={...}) as (jobs, workers):
         result = run_cli_portable(["--input=...", "--output=..."], jobs, workers)
 
-``worker_pool`` runs Beam's ``worker_pool_main`` from this environment; the image
-test starts the same module inside a container instead and passes its endpoint.
+    with running(start_job_service(log_dir)) as jobs:   # a worker pool elsewhere
+        result = run_cli_portable([...], jobs, "localhost:PORT")
+
+``start_worker_pool`` runs Beam's ``worker_pool_main`` from this environment; the
+image test starts the same module inside a container instead (``start_service``
+with its ``docker run``, then ``wait_for_port``) and passes its endpoint. The job
+service tells workers to call back on ``localhost`` ports, so a worker pool in a
+container needs the host's network.
 Every wait is bounded and every service is stopped on the way out, so a hang fails
 a test instead of blocking CI.
 """
@@ -34,7 +40,8 @@ class ServiceError(RuntimeError):
 
 
 class Service:
-    """A subprocess serving on ``endpoint`` (``localhost:PORT``), its output in ``log``."""
+    """A process ``start_service`` started, serving on ``endpoint`` (``localhost:PORT``),
+    its output in ``log``."""
 
     def __init__(self, name: str, process: subprocess.Popen, log: str):
         self.name, self.process, self.log = name, process, log
@@ -64,8 +71,10 @@ class Service:
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    """``sig`` to the process group ``start_service`` made it lead: its children too, even
+    once the leader is gone (the kernel keeps a group's id while any member lives)."""
     try:
-        os.killpg(process.pid, sig)  # the group this module started it in (start_new_session)
+        os.killpg(process.pid, sig)
     except ProcessLookupError:
         pass
 
@@ -107,7 +116,9 @@ def python_env(python: str = sys.executable, extra: Optional[Mapping[str, str]] 
     return env
 
 
-def _start(name: str, command: Sequence[str], log_dir: str, env: Mapping[str, str]) -> Service:
+def start_service(name: str, command: Sequence[str], log_dir: str, env: Mapping[str, str]) -> Service:
+    """``command`` in a process group of its own (stopping it stops its children too),
+    its output in ``log_dir/NAME.log``."""
     os.makedirs(log_dir, exist_ok=True)
     log = os.path.join(log_dir, f"{name}.log")
     with open(log, "w", encoding="utf-8") as out:
@@ -123,7 +134,7 @@ def start_job_service(log_dir: str, python: str = sys.executable, wait: bool = T
     port_file = os.path.join(log_dir, "job-service.port")
     with contextlib.suppress(FileNotFoundError):
         os.remove(port_file)
-    service = _start("job-service", [python, "-m", "apache_beam.runners.portability.local_job_service_main",
+    service = start_service("job-service", [python, "-m", "apache_beam.runners.portability.local_job_service_main",
                                      "--port=0", f"--port_file={port_file}"], log_dir, python_env(python))
     service.port_source = (lambda: _read(port_file), "its port file")
     if wait:
@@ -142,7 +153,7 @@ def start_worker_pool(log_dir: str, python: str = sys.executable,
     command = [python, "-c", "import logging; logging.basicConfig(level=logging.INFO); "
                "from apache_beam.runners.worker import worker_pool_main; "
                "worker_pool_main.main(['--service_port=0'])"]
-    service = _start("worker-pool", command, log_dir, python_env(python, env))
+    service = start_service("worker-pool", command, log_dir, python_env(python, env))
     listening = re.compile(r"Listening for workers at localhost:(\d+)")
     service.port_source = (lambda: _match(listening, service.log_tail(1 << 20)),
                            "'Listening for workers at' in its log")
@@ -166,17 +177,8 @@ def wait_until_ready(service: Service, timeout: float = START_TIMEOUT) -> Servic
 
 
 @contextlib.contextmanager
-def job_service(log_dir: str, **kwargs) -> Iterator[Service]:
-    service = start_job_service(log_dir, **kwargs)
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@contextlib.contextmanager
-def worker_pool(log_dir: str, **kwargs) -> Iterator[Service]:
-    service = start_worker_pool(log_dir, **kwargs)
+def running(service: Service) -> Iterator[Service]:
+    """``with running(start_job_service(log_dir)) as jobs:``: stopped on the way out."""
     try:
         yield service
     finally:
