@@ -52,8 +52,9 @@ class EmbeddedHandle:
 
 
 def cache_root() -> str:
-    return os.environ.get("BEAM_EMBED_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "beam-embed")
+    """Absolute: a relative BEAM_EMBED_CACHE would move with each process's working directory."""
+    return os.path.abspath(os.environ.get("BEAM_EMBED_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "beam-embed"))
 
 
 def minilm_checkpoint_dir() -> str:

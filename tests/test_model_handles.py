@@ -130,6 +130,16 @@ def test_a_model_in_the_cache_is_used_without_converting(converted, tmp_path, mo
     assert resolve_handle(f"beam-embed:{FOREIGN_ID}/encoder") == os.path.join(target, "encoder")
 
 
+def test_a_relative_cache_directory_resolves_to_an_absolute_path(converted, tmp_path, monkeypatch):
+    """SDK harnesses may run in another working directory than the process that
+    resolved the handle; hub.load must get a path that means the same everywhere."""
+    copy_model(converted.root, str(tmp_path / "relative-cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BEAM_EMBED_CACHE", "relative-cache")
+    path = resolve_handle(default_handle("encoder"))
+    assert os.path.isabs(path) and path.startswith(str(tmp_path / "relative-cache") + os.sep)
+
+
 @pytest.mark.parametrize("handle, expected", [
     ("beam-embed:../../etc/encoder", "not an embedded model handle"),
     (f"beam-embed:{FOREIGN_ID}/../../encoder", "not an embedded model handle"),
