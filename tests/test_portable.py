@@ -27,8 +27,12 @@ from tests import portable_runner
 from tests.pipeline_helpers import copy_model, file_tree, read_dead_letters, read_parquet_rows, run_cli
 
 TEXTS = ["The weather is lovely today.", "Il fait beau aujourd'hui.", "今天天气很好。",
-         "A much longer sentence about cooking pasta, with tomatoes, garlic and basil.",
+         "A much longer text about cooking pasta, with tomatoes, garlic, olive oil and basil, "
+         "simmered slowly while the water boils and the kitchen fills with a wonderful smell, "
+         "then served with bread and a green salad to friends who came from far away.",
          "Short.", "Habari za asubuhi 🌞"]
+# Windows of 32 tokens: the long text is embedded in chunks, merged after a GroupByKey.
+OPTIONS = ["--long_text=chunk", "--max_seq_length=32", "--keep_text"]
 # Two duplicates and one blank line: the summary must count them through the job service.
 CORPUS = TEXTS + ["", TEXTS[0], TEXTS[1]]
 TOLERANCE = 1e-5
@@ -62,9 +66,9 @@ def test_cli_on_the_portable_runner_with_an_external_worker_pool(tmp_path):
         # The client process starts up (TensorFlow, the probe) while this process
         # makes the reference run: on two cores that saves a good part of a minute.
         submitted = client.submit(
-            portable_runner.run_cli_portable, [f"--input={corpus}", f"--output={portable}"],
+            portable_runner.run_cli_portable, [f"--input={corpus}", f"--output={portable}", *OPTIONS],
             jobs, workers, env={"BEAM_EMBED_CACHE": client_cache}, log_dir=logs)
-        expected_summary = run_cli(f"--input={corpus}", f"--output={reference}")
+        expected_summary = run_cli(f"--input={corpus}", f"--output={reference}", *OPTIONS)
         result = submitted.result()
         assert result.returncode == 0, (f"{result.stderr[-4000:]}\nworker pool:\n{workers.log_tail()}"
                                         f"\njob service:\n{jobs.log_tail()}")
@@ -86,7 +90,9 @@ def test_cli_on_the_portable_runner_with_an_external_worker_pool(tmp_path):
     for doc_id, row in want.items():
         diff = np.abs(got[doc_id]["embedding"] - row["embedding"]).max()
         assert diff <= TOLERANCE, f"{doc_id}: max abs diff {diff}"
-        assert got[doc_id]["n_tokens"] == row["n_tokens"]
+        for column in ("n_tokens", "n_chunks", "text", "truncated"):
+            assert got[doc_id][column] == row[column], (doc_id, column)
+    assert max(row["n_chunks"] for row in got.values()) > 1
     assert ([(d["reason"], d["source"]) for d in read_dead_letters(f"{portable}-errors")]
             == [(d["reason"], d["source"]) for d in read_dead_letters(f"{reference}-errors")])
     # The workers found the model in their cache and wrote nothing there.
