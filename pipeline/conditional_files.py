@@ -16,6 +16,7 @@ within microseconds are not excluded the way a generation precondition excludes 
 """
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from typing import Optional, Union
@@ -72,13 +73,15 @@ def _local_read(path: str) -> Optional[tuple[bytes, bytes]]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
-    except OSError as e:  # ELOOP: a symbolic link
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
         raise OSError(e.errno, "is a symbolic link, not a file this tool wrote") from None
     try:
         with os.fdopen(fd, "rb") as f:
             data = f.read()
     except IsADirectoryError:
-        raise OSError(21, "is a directory, not a file this tool wrote") from None
+        raise OSError(errno.EISDIR, "is a directory, not a file this tool wrote") from None
     return data, data
 
 

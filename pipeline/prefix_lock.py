@@ -241,7 +241,7 @@ class PrefixLock:
             try:
                 current = conditional_files.read(path)
             except OSError as e:
-                raise LockError(f"{path} {e.strerror}; this tool locks {prefix!r} with that "
+                raise LockError(f"{path}: {e.strerror}; this tool locks {prefix!r} with that "
                                 "name: remove it if no run is using the prefix") from None
             if current is None:
                 return None

@@ -85,9 +85,13 @@ def test_a_prefix_without_a_name_or_inside_a_beam_temp_dir_is_refused(capsys, sc
     assert every_file(scratch) == ["in.txt"]
 
 
-def test_a_bucket_without_an_object_prefix_is_refused(capsys, scratch):
-    fails_with(capsys, ["--input=in.txt", "--output=gs://bucket", *NO_MODEL],
-               "--output", "no object prefix")
+def test_a_bucket_without_an_object_prefix_is_refused(capsys, scratch, monkeypatch):
+    pytest.importorskip("gcp_storage_emulator.server")
+    from tests.gcs_emulator import emulated_gcs
+    with emulated_gcs(monkeypatch, scratch, "bucket"):
+        for prefix in ("gs://bucket", "gs://bucket/"):
+            fails_with(capsys, ["--input=in.txt", f"--output={prefix}", *NO_MODEL],
+                       "--output", "no object prefix")
 
 
 def test_braces_are_literal_end_to_end(scratch, tiny_random_model):
@@ -106,7 +110,8 @@ def test_dead_letters_may_share_the_output_prefix(scratch, tiny_random_model):
     """--dead_letter equal to --output: the .jsonl and .parquet shards live side by
     side; a re-run replaces both and touches no neighbour."""
     (scratch / "in.jsonl").write_text('{"id": "1", "text": "hello"}\n{"id": "2", "text": ""}\n'
-                                      '{"id": "1", "text": "again"}\n', encoding="utf-8")
+                                      '{"id": "3", "text": "a"}\n{"id": "3", "text": "b"}\n',
+                                      encoding="utf-8")
     neighbour = plant(scratch / "o/emb-v2-00000-of-00001.jsonl.txt")
     args = ["--input=in.jsonl", "--text_field=text", "--output=o/emb", "--dead_letter=o/emb",
             *module_args(tiny_random_model)]
@@ -115,7 +120,7 @@ def test_dead_letters_may_share_the_output_prefix(scratch, tiny_random_model):
         assert summary["embedded"] == 1
         assert set(read_parquet_rows("o/emb")) == {"1"}
         assert sorted(d["reason"] for d in read_dead_letters("o/emb")) == [
-            "duplicate_id", "empty_text"]
+            "duplicate_id", "duplicate_id", "empty_text"]
     assert neighbour.exists()
     assert not [n for n in os.listdir("o") if n.endswith(".lock") or n.startswith("beam-temp")]
 
@@ -201,7 +206,7 @@ def test_clearing_through_a_symbolic_link_and_never_into_a_linked_directory(tmp_
     os.symlink(precious, real / f"beam-temp-emb-{'b' * 32}")  # named like a temp dir
     os.symlink(real, tmp_path / "link")
     deleted = clear_previous_run(str(tmp_path / "link/emb"), str(tmp_path / "link/emb-errors"))
-    assert sorted(os.path.basename(p) for p in deleted) == [old.name, temp.name]
+    assert sorted(os.path.basename(p) for p in deleted) == sorted([old.name, temp.name])
     assert not old.exists() and not temp.exists()
     assert (precious / "keep.txt").read_bytes() == b"not beam's"
 
@@ -225,3 +230,14 @@ def test_clearing_prefixes_that_are_equal_or_extend_each_other(tmp_path, output,
     assert deleted == stale
     assert set(every_file(tmp_path)) == others
     assert files_beam_would_delete(dl, DEAD_LETTER_EXTENSIONS) == []
+
+
+def test_clearing_never_touches_a_lock(tmp_path):
+    """The run clears its prefixes while holding their locks; a prefix named like a
+    lock (o/emb.lock) is another prefix, whose clearing leaves o/emb.lock alone."""
+    from pipeline.prefix_lock import PrefixLock
+    out = str(tmp_path / "emb")
+    with PrefixLock([out, f"{out}-errors"]):
+        assert clear_previous_run(out, f"{out}-errors") == []
+        assert clear_previous_run(f"{out}.lock", f"{out}.lock-errors") == []
+        assert sorted(os.listdir(tmp_path)) == ["emb-errors.lock", "emb.lock"]
