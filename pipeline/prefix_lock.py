@@ -53,6 +53,7 @@ STALE_SECONDS = 600.0  # 20 missed heartbeats: far beyond any clock skew NTP lea
 # How long a reader waits for a lock that is being created (O_EXCL, then the write).
 UNREADABLE_RETRY_SECONDS = 1.0
 TOOL = "beam-embed"
+TAKEOVER_SETTLE_SECONDS = 0.2
 
 
 def lock_path(prefix: str) -> str:
@@ -228,11 +229,23 @@ class PrefixLock:
             if reason is None:
                 raise _held(prefix, holder, now)
             replaced = conditional_files.replace(path, mine, version)
-            if replaced is not None:
+            if replaced is not None and self._still_mine(path, replaced):
                 logging.warning("took over the stale lock %s: %s", path, reason)
                 self._versions[prefix] = replaced
                 return
         raise LockHeld(f"{path}: other runs keep taking this lock; try again")
+
+    @staticmethod
+    def _still_mine(path: str, version) -> bool:
+        """After a local takeover: two runs that compared the stale lock at the same
+        moment both replaced it, and the later replace won; the earlier one sees
+        that here and backs off. (On gs:// the generation precondition already let
+        only one of them through.)"""
+        if conditional_files.is_gcs(path):
+            return True
+        time.sleep(TAKEOVER_SETTLE_SECONDS)
+        current = conditional_files.read(path)
+        return current is not None and current[1] == version
 
     def _read_existing(self, path: str, prefix: str):
         """The lock another run holds, waiting briefly for one that is being written."""
@@ -325,7 +338,8 @@ def _process_start(pid: int) -> Optional[str]:
     reused pid apart; None if no such process. Without /proc: "?" if it exists."""
     stat = _read(f"/proc/{pid}/stat")
     if stat:
-        return stat.rpartition(")")[2].split()[19]  # field 22; the name may hold ")"
+        fields = stat.rpartition(")")[2].split()  # from field 3 on; the name may hold ")"
+        return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is gone too
     if os.path.isdir("/proc/self"):
         return None
     try:

@@ -110,6 +110,20 @@ def test_a_stale_lock_of_a_dead_process_on_this_machine_is_taken_over(root):
     assert read_lock(prefix) is None
 
 
+def test_a_zombie_does_not_hold_a_lock(tmp_path):
+    """A holder that has exited but is not yet reaped by its parent is gone too."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    start = prefix_lock._process_start(process.pid)
+    deadline = time.monotonic() + 30
+    while prefix_lock._process_start(process.pid) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert os.path.exists(f"/proc/{process.pid}")  # exited, not reaped
+    plant_lock(str(tmp_path / "emb"), pid=process.pid, pid_start=start, token="zombie")
+    PrefixLock([str(tmp_path / "emb")]).acquire().release()
+    process.wait()
+
+
 def test_a_reused_pid_does_not_hold_a_lock(root):
     """Same pid, another start time: the holder died and its pid went to a new process."""
     plant_lock(f"{root}/emb", pid=os.getpid(), pid_start="1", token="old")
@@ -194,11 +208,15 @@ else:
 """
 
 
-@pytest.mark.parametrize("race", ["same", "neighbours"])
+@pytest.mark.parametrize("race", ["same", "stale", "neighbours"])
 def test_runs_racing_for_a_prefix_in_parallel_processes(root, tmp_path, race):
+    """Six processes start at once: on one prefix (free, or held by a dead run's stale
+    lock that all of them take over together), or on two neighbouring prefixes."""
     go = tmp_path / "go"
-    prefixes = [f"{root}/emb" if race == "same" or i % 2 else f"{root}/emb-v2"
+    prefixes = [f"{root}/emb" if race != "neighbours" or i % 2 else f"{root}/emb-v2"
                 for i in range(6)]
+    if race == "stale":
+        plant_lock(f"{root}/emb", pid=finished_pid(), token="dead")
     racers = [subprocess.Popen([sys.executable, "-c", RACER, str(go), prefix], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, "PYTHONPATH": REPO})
@@ -209,7 +227,7 @@ def test_runs_racing_for_a_prefix_in_parallel_processes(root, tmp_path, race):
     results = [out.decode().strip() for out, _ in outcomes]
     assert all(r in ("won", "held") for r in results), [err.decode()[-500:] for _, err in outcomes]
     winners = results.count("won")
-    assert winners == 1 if race == "same" else winners <= 1, results
+    assert winners == 1 if race != "neighbours" else winners <= 1, results
     assert read_lock(f"{root}/emb") is None and read_lock(f"{root}/emb-v2") is None
 
 
