@@ -84,6 +84,15 @@ def test_a_second_run_is_refused_naming_the_holder_and_release_removes_the_lock(
     PrefixLock([prefix]).acquire().release()
 
 
+def test_the_lock_is_found_through_a_symbolic_link_and_dot_dot(tmp_path):
+    (tmp_path / "real/sub").mkdir(parents=True)
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    with PrefixLock([str(tmp_path / "real/emb")]):
+        for spelling in ("link/emb", "real/sub/../emb", "link/./emb"):
+            with pytest.raises(LockHeld):
+                PrefixLock([str(tmp_path / spelling)]).acquire()
+
+
 @pytest.mark.parametrize("neighbour", ["emb-v2", "emb-errors-2", "e"])
 def test_a_neighbouring_prefix_that_beams_glob_would_clobber_is_refused(root, neighbour):
     """out/emb's sink deletes out/emb-*-of-NNNNN: out/emb-v2 must not run beside it
