@@ -20,7 +20,7 @@ import pytest
 
 from pipeline.outputs import DEAD_LETTER_EXTENSIONS, clear_previous_run, files_beam_would_delete
 from tests.pipeline_helpers import (fails_with, module_args, read_dead_letters, read_parquet_rows,
-                                    run_cli, text_id, write_lines_corpus)
+                                    run_cli, text_id)
 
 # Options that would fail right after the output checks: a run that gets past them
 # names --preprocessor, so an error naming the output proves the check came first.

@@ -6,7 +6,6 @@ gs:// (against the in-process emulator, made to honour generation preconditions)
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
