@@ -241,3 +241,12 @@ def test_clearing_never_touches_a_lock(tmp_path):
         assert clear_previous_run(out, f"{out}-errors") == []
         assert clear_previous_run(f"{out}.lock", f"{out}.lock-errors") == []
         assert sorted(os.listdir(tmp_path)) == ["emb-errors.lock", "emb.lock"]
+
+
+def test_directories_named_like_shards_are_not_cleared(tmp_path):
+    """Beam's glob lists files only; a directory called emb-00000-of-00002.parquet is
+    someone's directory, not a shard, and neither is what is inside it."""
+    inside = plant(tmp_path / "emb-00000-of-00002.parquet/emb-00000-of-00001.parquet")
+    assert clear_previous_run(str(tmp_path / "emb"), str(tmp_path / "emb-errors")) == []
+    assert files_beam_would_delete(str(tmp_path / "emb"), ("parquet",)) == []
+    assert inside.exists()
