@@ -15,14 +15,15 @@ from typing import Optional
 from apache_beam.io.filesystem import FileSystem
 
 from pipeline.options import EmbedOptions
-from pipeline.outputs import DEAD_LETTER_EXTENSIONS, files_beam_would_delete
+from pipeline.outputs import DEAD_LETTER_EXTENSIONS, files_beam_would_delete, probe_writable
+from pipeline.prefix_lock import LockError, PrefixLock, lock_path
 from pipeline.presets import ModelHandles, resolve_model
 from pipeline.storage_access import check_gcs_access, gcs_paths
 from pipeline.summary import partial_summary_path, summary_path
 from transforms.encode import EmbeddingSpec, RuntimeOptions
 from transforms.pooling import POOLING_MODES
 from transforms.read import check_pattern_matches, infer_input_format
-from transforms.shards import absolute, example_shard, example_temp_file
+from transforms.shards import absolute, example_shard, example_temp_file, prefix_problem
 from transforms.skip_existing import FINGERPRINT_KEY
 from transforms.write import OUTPUT_FORMATS
 
@@ -124,6 +125,7 @@ def _check_source(o: EmbedOptions) -> Optional[str]:
     if not o.output:
         raise OptionError("--output is required")
     _check_no_other_outputs_at_risk(o)
+    _check_outputs_writable(o)
     if o.input:
         try:
             input_format = o.input_format or infer_input_format(o.input)
@@ -150,10 +152,17 @@ def dead_letter_prefix(o: EmbedOptions) -> str:
     return o.dead_letter or f"{o.output}-errors"
 
 
+def _written_prefixes(o: EmbedOptions):
+    return (("--output", o.output, OUTPUT_FORMATS),
+            ("--dead_letter", dead_letter_prefix(o), DEAD_LETTER_EXTENSIONS))
+
+
 def _check_no_other_outputs_at_risk(o: EmbedOptions) -> None:
-    for option, prefix, extensions in (
-            ("--output", o.output, OUTPUT_FORMATS),
-            ("--dead_letter", dead_letter_prefix(o), DEAD_LETTER_EXTENSIONS)):
+    for option, prefix, _ in _written_prefixes(o):
+        problem = prefix_problem(prefix)
+        if problem:
+            raise OptionError(f"{option} {prefix!r} {problem}")
+    for option, prefix, extensions in _written_prefixes(o):
         at_risk = files_beam_would_delete(prefix, extensions)
         if at_risk:
             raise OptionError(
@@ -161,6 +170,21 @@ def _check_no_other_outputs_at_risk(o: EmbedOptions) -> None:
                 "file sink would delete it at the end of this run (it clears "
                 "PREFIX-*-of-NNNNN files); use a prefix that does not start another "
                 "output's name, e.g. a directory per run")
+
+
+def _check_outputs_writable(o: EmbedOptions) -> None:
+    """A probe file is created and deleted where each prefix writes, and no live run
+    holds the prefixes (a cheap early look; run.py takes the locks), all before the
+    model loads: a read-only mount, /proc or a regular file in the path fails here."""
+    for option, prefix, _ in _written_prefixes(o):
+        try:
+            probe_writable(prefix)
+        except ValueError as e:
+            raise OptionError(f"{option} {prefix!r}: {e}") from None
+    try:
+        PrefixLock([o.output, dead_letter_prefix(o)]).check_free()
+    except LockError as e:
+        raise OptionError(str(e)) from None
 
 
 def _check_outputs_outside_input(o: EmbedOptions) -> None:
@@ -171,10 +195,11 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
     matches = re.compile(FileSystem.translate_pattern(input_glob)).match  # Beam's own glob rules
     dead_letter = dead_letter_prefix(o)
     written = {
-        "--output": [o.output, summary_path(o.output), partial_summary_path(o.output)]
+        "--output": [o.output, summary_path(o.output), partial_summary_path(o.output),
+                     lock_path(o.output)]
                     + [example_shard(o.output, ext) for ext in OUTPUT_FORMATS]
                     + [example_temp_file(o.output, ext) for ext in OUTPUT_FORMATS],
-        "--dead_letter": [dead_letter, example_shard(dead_letter, "jsonl"),
+        "--dead_letter": [dead_letter, lock_path(dead_letter), example_shard(dead_letter, "jsonl"),
                           example_temp_file(dead_letter, "jsonl")],
     }
     for option, paths in written.items():

@@ -19,11 +19,16 @@ def main(argv=None, wait: bool = True) -> int:
     except OptionError as e:
         print(f"beam-embed: error: {e}", file=sys.stderr)
         return 2
+    from pipeline.prefix_lock import LockError, LockLost
     from pipeline.run import run, submit
-    if not wait:
-        submit(config)
-        return 0
-    summary = run(config)
+    try:
+        if not wait:
+            submit(config)
+            return 0
+        summary = run(config)
+    except LockError as e:  # another run took the prefix since resolve() looked, or
+        print(f"beam-embed: error: {e}", file=sys.stderr)  # took it over mid-run (lost)
+        return 1 if isinstance(e, LockLost) else 2
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -19,29 +19,43 @@ Only exact shard names of the two prefixes are touched: ``out/emb.parquet`` or
 Beam's own sink is less careful: when it finalizes, it deletes every
 ``PREFIX-*-of-NNNNN.<ext>``, which includes ``out/emb-v2-00000-of-00001.parquet``. So
 a run refuses to start while such files of another output exist
-(``files_beam_would_delete``); give each run its own directory. Two runs must not
-write to the same prefix at the same time.
+(``files_beam_would_delete``); give each run its own directory. Two runs cannot
+use one prefix at the same time: the run holds ``PREFIX.lock`` while it clears
+and writes (pipeline/prefix_lock.py).
+
+Prefixes hold no glob character (``prefix_problem`` in transforms/shards.py), and on
+local disks this module lists directories and deletes files literally (``os.scandir``,
+``os.remove``), never through ``FileSystems.match`` or ``FileSystems.delete``, which
+expand every path as a pattern: a working directory like ``/home/me/run[1]`` must not
+turn ``out/emb`` into a pattern. Paths are used as given (relative ones against the
+working directory, as Beam uses them), so a symbolic link or ``..`` in the prefix leads
+this module where it leads Beam. Entries that are symbolic links to directories are
+left alone: Beam's temporary directories are real ones.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import conditional_files
 from pipeline.summary import partial_summary_path, summary_path
-from transforms.shards import (absolute, is_local, shard_glob, shard_glob_pattern, shard_pattern,
-                               temp_dir_glob, temp_dir_of)
+from transforms.shards import (is_local, shard_glob, shard_glob_pattern, shard_pattern,
+                               temp_dir_glob, temp_dir_of, temp_dir_name_pattern)
 from transforms.write import OUTPUT_FORMATS
 
 DEAD_LETTER_EXTENSIONS = ("jsonl",)
+PROBE_NAME = ".beam-embed-write-probe-"
 
 
 def clear_previous_run(output_prefix: str, dead_letter_prefix: str) -> list[str]:
-    """Delete what earlier runs left under the two prefixes; returns the deleted paths."""
-    output_prefix, dead_letter_prefix = absolute(output_prefix), absolute(dead_letter_prefix)
+    """Delete what earlier runs left under the two prefixes; returns the deleted paths.
+    The caller holds both prefixes' locks."""
     summaries = [p for p in (summary_path(output_prefix), partial_summary_path(output_prefix))
-                 if FileSystems.exists(p)]
+                 if _exists(p)]
     _delete(summaries)
     shards = (_shards(output_prefix, OUTPUT_FORMATS)
               + _shards(dead_letter_prefix, DEAD_LETTER_EXTENSIONS))
@@ -59,15 +73,55 @@ def clear_previous_run(output_prefix: str, dead_letter_prefix: str) -> list[str]
 def files_beam_would_delete(prefix: str, extensions: tuple[str, ...]) -> list[str]:
     """Other outputs' files that Beam's sink would delete when this run finalizes:
     matched by its ``PREFIX-*-of-NNNNN.<ext>`` glob without being shards of PREFIX."""
-    prefix = absolute(prefix)
-    ours, beams = shard_pattern(prefix, extensions), shard_glob_pattern(prefix, extensions)
-    return [path for path in _match(shard_glob(prefix))
-            if beams.match(path) and not ours.match(path)]
+    return [path for path in _shards(prefix, extensions, shard_glob_pattern)
+            if path not in _shards(prefix, extensions)]
 
 
-def _shards(prefix: str, extensions: tuple[str, ...]) -> list[str]:
-    pattern = shard_pattern(prefix, extensions)
-    return [path for path in _match(shard_glob(prefix)) if pattern.match(path)]
+def probe_writable(prefix: str) -> None:
+    """Create and delete a probe file where ``prefix``'s files will go; raise
+    ValueError saying why not. Nothing else is created: locally the probe goes into
+    the deepest directory that exists on the way (the run creates the others), and its
+    name is unique and created exclusively, so it never replaces anything."""
+    if is_local(prefix):
+        directory = _deepest_existing_directory(prefix)
+        where = directory
+    else:
+        directory, where = prefix.rpartition("/")[0], prefix.rpartition("/")[0] + "/"
+    probe = f"{directory}/{PROBE_NAME}{uuid.uuid4().hex}" if directory else (
+        f"{PROBE_NAME}{uuid.uuid4().hex}")
+    try:
+        version = conditional_files.create(probe, b"probe")
+        if version is None or not conditional_files.delete(probe, version):
+            raise OSError(f"the probe file {probe} was changed by someone else")
+    except OSError as e:
+        raise ValueError(f"cannot write in {where or '.'}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - the storage client raises its own types
+        raise ValueError(f"cannot write in {where}: {getattr(e, 'message', e)}") from None
+
+
+def _deepest_existing_directory(prefix: str) -> str:
+    path = os.path.dirname(prefix)
+    while path and not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if path and not os.path.isdir(path):
+        what = "a broken symbolic link" if os.path.islink(path) else "not a directory"
+        raise ValueError(f"{path} is {what}, so nothing can be written under it")
+    return path
+
+
+def _shards(prefix: str, extensions: tuple[str, ...], pattern=shard_pattern) -> list[str]:
+    """Files next to ``prefix`` whose names ``pattern(prefix)`` matches (shard_pattern:
+    its own shards; shard_glob_pattern: what Beam's finalize glob matches)."""
+    if is_local(prefix):  # what Beam's local glob lists: files (and links to files)
+        directory, name = os.path.split(prefix)
+        regex = pattern(name, extensions)
+        return sorted(os.path.join(directory, e.name) for e in _scan(directory)
+                      if regex.match(e.name) and not e.is_dir())
+    regex = pattern(prefix, extensions)
+    return sorted(path for path in _match(shard_glob(prefix)) if regex.match(path))
 
 
 def _temp_dirs(prefix: str) -> list[str]:
@@ -76,18 +130,36 @@ def _temp_dirs(prefix: str) -> list[str]:
     (deleted recursively; found even when a run was killed before writing into one)."""
     if not is_local(prefix):
         return [path for path in _match(temp_dir_glob(prefix)) if temp_dir_of(path, prefix)]
-    directory, _ = FileSystems.split(prefix)
-    if not os.path.isdir(directory):
+    directory, name = os.path.split(prefix)
+    regex = temp_dir_name_pattern(name)
+    return sorted(os.path.join(directory, e.name) for e in _scan(directory)
+                  if regex.match(e.name) and e.is_dir(follow_symlinks=False))
+
+
+def _scan(directory: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(directory or ".") as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return [path for path in (os.path.join(directory, entry.name) for entry in os.scandir(directory)
-                              if entry.is_dir())
-            if temp_dir_of(os.path.join(path, ""), prefix)]
 
 
 def _match(pattern: str) -> list[str]:
     return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
 
 
+def _exists(path: str) -> bool:
+    return os.path.lexists(path) if is_local(path) else FileSystems.exists(path)
+
+
 def _delete(paths: list[str]) -> None:
-    if paths:
-        FileSystems.delete(paths)
+    if not paths:
+        return
+    if not is_local(paths[0]):
+        FileSystems.delete(paths)  # gs:// paths of prefixes without glob characters
+        return
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)

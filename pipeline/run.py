@@ -7,6 +7,7 @@ import apache_beam as beam
 
 from pipeline.config import RunConfig
 from pipeline.outputs import clear_previous_run
+from pipeline.prefix_lock import PrefixLock
 from pipeline.summary import summarize, write_summary
 from transforms.counters import committed_counters
 from transforms.dedupe import DeduplicateDocuments
@@ -64,29 +65,53 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
      | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter))
 
 
-def submit(config: RunConfig):
-    """Build and start the pipeline; return Beam's PipelineResult without waiting.
+def lock_prefixes(config: RunConfig) -> PrefixLock:
+    """The locks of the run's prefixes (pipeline/prefix_lock.py), not yet taken."""
+    return PrefixLock([config.options.output, config.dead_letter])
 
-    The Flex Template launcher uses this: it must return once the job is submitted.
-    Such a run writes no summary file; its counters (namespace ``beam_embed``) are
-    the job's custom counters in the Dataflow console.
-    """
+
+def start(config: RunConfig):
+    """Build the pipeline, clear what earlier runs left, start it; the caller holds
+    the prefixes' locks."""
     pipeline = beam.Pipeline(options=config.options)
     build(pipeline, config)
     clear_previous_run(config.options.output, config.dead_letter)  # once the pipeline is built
     return pipeline.run()
 
 
+def submit(config: RunConfig):
+    """Build and start the pipeline; return Beam's PipelineResult without waiting.
+
+    The Flex Template launcher uses this: it must return once the job is submitted.
+    Such a run writes no summary file; its counters (namespace ``beam_embed``) are
+    the job's custom counters in the Dataflow console.
+
+    The prefixes' locks are held while the earlier run's files are cleared and the
+    job is submitted, and released once it is: a second launch on a prefix that is
+    being cleared fails with exit 2, but the running job holds no lock. No process
+    of this tool lives through a Dataflow job to refresh a heartbeat or release a
+    lock, and a lock left behind would stop every later run until it went stale. On
+    Dataflow, one job per prefix comes from the job name instead: give the job a
+    name derived from the prefix (as the scheduled recipe does, beam-embed-$DAY);
+    Dataflow refuses a second active job of the same name.
+    """
+    with lock_prefixes(config):
+        return start(config)
+
+
 def run(config: RunConfig) -> dict:
     """Run to completion; write, log and return the summary.
 
-    What an earlier run left under the output prefixes is cleared first (see
-    pipeline/outputs.py), so re-running a command, after a kill or not, leaves the
-    same files as running it once.
+    The prefixes' locks are held from before anything is cleared until the summary
+    is written, and released however the run ends. What an earlier run left under
+    the output prefixes is cleared first (see pipeline/outputs.py), so re-running a
+    command, after a kill or not, leaves the same files as running it once.
     """
-    start = time.monotonic()
-    result = submit(config)
-    result.wait_until_finish()
-    summary = summarize(committed_counters(result), time.monotonic() - start)
-    write_summary(summary, config.options.output)
+    begin = time.monotonic()
+    with lock_prefixes(config) as lock:
+        result = start(config)
+        result.wait_until_finish()
+        summary = summarize(committed_counters(result), time.monotonic() - begin)
+        lock.check_held()  # a summary is only written by the lock's holder
+        write_summary(summary, config.options.output)
     return summary

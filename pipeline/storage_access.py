@@ -62,6 +62,19 @@ def check_gcs_access(paths: dict[str, str]) -> None:
                  connection.describe)
 
 
+_CLIENTS: dict = {}
+
+
+def storage_client():
+    """The client ``check_gcs_access`` uses (anonymous at ``STORAGE_EMULATOR_HOST``,
+    else Application Default Credentials), for the few requests the launcher makes
+    outside Beam: output locks and write probes. One per endpoint and process."""
+    endpoint = os.environ.get("STORAGE_EMULATOR_HOST")
+    if endpoint not in _CLIENTS:
+        _CLIENTS[endpoint] = _client({})[0]
+    return _CLIENTS[endpoint]
+
+
 class _Connection:
     def __init__(self, endpoint: str, describe: str, anonymous: bool):
         self.endpoint = endpoint

@@ -3,7 +3,8 @@ gcp-storage-emulator running in this process.
 
 Clearing an earlier run's files, the summary's write-and-rename and --skip_existing
 all go through Beam's FileSystems, so they must behave on gs:// as on a local disk,
-where a "directory" is only a name prefix.
+where a "directory" is only a name prefix. The prefix locks and write probes use the
+storage client's generation preconditions (test_prefix_lock.py).
 """
 from __future__ import annotations
 
@@ -79,3 +80,12 @@ def test_rerun_and_skip_existing_on_cloud_storage(gcs, tmp_path, tiny_random_mod
     assert day2["embedded"] == 10 and day2["skipped_existing"] == 50
     assert not [n for n in names(f"{out}/d2/**") if "beam-temp" in n or "-of-00002" in n]
     assert sorted(parquet_ids(f"{out}/d[12]/emb-*-of-*.parquet")) == sorted(map(text_id, lines))
+    # Neither the locks nor the write probes are left behind...
+    assert not [n for n in names(f"{out}/**") if n.endswith(".lock") or "write-probe" in n]
+    # ...and while another run holds the prefix, a run is refused before anything runs.
+    from pipeline.main import main
+    from pipeline.prefix_lock import PrefixLock
+    with PrefixLock([f"{out}/d2/emb"]):
+        assert main([f"--input={tmp_path / 'all.txt'}", f"--output={out}/d2/emb", *model,
+                     "--runner=FnApiRunner"]) == 2
+    assert sorted(parquet_ids(f"{out}/d2/emb-*-of-*.parquet")) == sorted(map(text_id, lines[50:]))

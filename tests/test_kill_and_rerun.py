@@ -3,10 +3,13 @@
 The local pipeline process is SIGKILLed once Beam has written embedding rows into
 its temporary directory, and before it renames anything; the same command then runs
 again. The prefix also holds what an even earlier run wrote with another shard
-count, and neighbours that merely share the start of the prefix.
+count, and neighbours that merely share the start of the prefix. The killed run's
+prefix locks stay behind, and the re-run takes them over; a run stopped with
+SIGINT gives them back.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -59,6 +62,25 @@ def wait_for_written_rows(process, out_dir):
     raise AssertionError("no rows written within the deadline")
 
 
+@contextlib.contextmanager
+def run_in_progress(args, out_dir, log_path, stop_signal):
+    """The CLI in a subprocess, yielded once rows are being written; ``stop_signal``
+    is sent when the block ends (and SIGKILL if the run has not ended 120 s later)."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_written_rows(process, out_dir)
+            yield process
+        finally:
+            process.send_signal(stop_signal)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def shard_sets(names, prefix, extension):
     """{shard count: [shard indexes]} of the shards named PREFIX-SSSSS-of-NNNNN.ext."""
     sets = {}
@@ -79,20 +101,16 @@ def test_sigkill_mid_run_then_rerun_leaves_one_clean_output(tmp_path, tiny_rando
     args = [f"--input={corpus}", f"--output={out_dir / 'emb'}", *module_args(tiny_random_model),
             "--runner=FnApiRunner"]
 
-    with open(tmp_path / "killed-run.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO,
-                                   stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_written_rows(process, out_dir)
-            # Mid-run: the earlier run's files are already cleared, nothing final is written.
-            assert not shard_files(str(out_dir / "emb"), "parquet")
-            assert not shard_files(str(out_dir / "emb-errors"), "jsonl")
-            assert not (out_dir / "emb-summary.json").exists()
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+    with run_in_progress(args, out_dir, tmp_path / "killed-run.log", signal.SIGKILL) as process:
+        # Mid-run: the earlier run's files are already cleared, nothing final is written.
+        assert not shard_files(str(out_dir / "emb"), "parquet")
+        assert not shard_files(str(out_dir / "emb-errors"), "jsonl")
+        assert not (out_dir / "emb-summary.json").exists()
+        assert (out_dir / "emb.lock").exists() and (out_dir / "emb-errors.lock").exists()
     assert process.returncode == -signal.SIGKILL
     assert glob.glob(str(out_dir / "beam-temp-emb-*")), "the kill left no debris to clean up"
+    # The killed run's locks stay behind; its process is gone, so the re-run takes them over.
+    assert json.loads((out_dir / "emb.lock").read_text())["pid"] == process.pid
 
     summary = run_cli(*args)
 
@@ -105,7 +123,8 @@ def test_sigkill_mid_run_then_rerun_leaves_one_clean_output(tmp_path, tiny_rando
     shard_names = {f"emb-{i:05d}-of-{count:05d}.parquet" for i in indexes}
     [(dl_count, dl_indexes)] = dead_letter_shards.items()
     dl_names = {f"emb-errors-{i:05d}-of-{dl_count:05d}.jsonl" for i in dl_indexes}
-    # Nothing partial or temporary, nothing of the earlier runs, the neighbours untouched.
+    # Nothing partial or temporary, nothing of the earlier runs, the neighbours untouched,
+    # no lock left.
     assert names == shard_names | dl_names | {"emb-summary.json"} | set(neighbours)
     for name, content in neighbours.items():
         assert (out_dir / name).read_bytes() == content
@@ -114,3 +133,19 @@ def test_sigkill_mid_run_then_rerun_leaves_one_clean_output(tmp_path, tiny_rando
     assert set(rows) == expected_ids
     assert read_dead_letters(str(out_dir / "emb-errors")) == []
     assert summary["read"] == summary["embedded"] == N_DOCUMENTS
+
+
+def test_sigint_mid_run_releases_the_locks(tmp_path, tiny_random_model):
+    """Ctrl-C: the run stops and gives its prefixes back (a SIGKILLed run cannot; the
+    test above shows the next run taking such locks over)."""
+    corpus = tmp_path / "corpus.txt"
+    write_lines_corpus(corpus, N_DOCUMENTS)
+    out_dir = tmp_path / "out"
+    args = [f"--input={corpus}", f"--output={out_dir / 'emb'}", *module_args(tiny_random_model),
+            "--runner=FnApiRunner"]
+    with run_in_progress(args, out_dir, tmp_path / "interrupted-run.log",
+                         signal.SIGINT) as process:
+        assert (out_dir / "emb.lock").exists()
+    assert process.returncode != 0
+    assert not glob.glob(str(out_dir / "*.lock")), (tmp_path / "interrupted-run.log").read_text()[-2000:]
+    assert not (out_dir / "emb-summary.json").exists()

@@ -32,6 +32,7 @@ def corpus_dir(tmp_path):
     ("{d}/*", "{d}/emb"),                     # the shards would match
     ("{d}/**", "{d}/sub/emb"),                # deeper, through **
     ("{d}/*.json*", "{d}/emb"),               # the summary would match
+    ("{d}/c.*", "{d}/c"),                     # only the prefix's lock (c.lock) would match
 ])
 def test_output_inside_the_input_glob_is_refused(capsys, corpus_dir, input_glob, output):
     d = str(corpus_dir)

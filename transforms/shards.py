@@ -8,6 +8,12 @@ that is killed leaves that directory behind.
 Matching is done with regular expressions on the exact prefix, never with a bare
 ``PREFIX-*`` glob: ``out/emb-*`` would also match ``out/emb-v2-00000-of-00001.parquet``,
 another run's output, and ``out/emb-errors-...``, this run's dead letters.
+
+Beam itself does glob with the prefix: its sink's finalize step lists and deletes
+``PREFIX-*-of-NNNNN.<ext>``, and on local disks ``FileSystems.delete`` expands every
+path it is given as a pattern. So a prefix that holds a glob character would make
+Beam delete files that are not its own (``out/em?`` clears ``out/emb-...``), and
+``prefix_problem`` refuses one before anything runs.
 """
 from __future__ import annotations
 
@@ -27,6 +33,46 @@ def absolute(path: str) -> str:
     (Beam's local glob also finds nothing for a bare relative ``emb-*``: it lists the
     pattern's directory, which is "" there); other file systems' paths unchanged."""
     return os.path.abspath(path) if is_local(path) else path
+
+
+# What Beam's FileSystems.match reads as a pattern (``*``, ``**``, ``?``, ``[...]``;
+# there is no way to quote them), and ``\``, which its ``*`` treats as a directory
+# separator. ``{`` and ``}`` are literal to Beam and stay allowed.
+GLOB_CHARACTERS = "*?[]\\"
+# Beam's sink names its temporary directory after the prefix's last component.
+TEMP_DIR_PREFIX = "beam-temp-"
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot name this tool's sharded outputs, or None.
+
+    Every name the tool and Beam derive from the prefix (shards, the summary, the
+    lock, Beam's temporary directory and its finalize glob) must mean exactly one
+    file: no glob characters anywhere in the path, a last component that is a real
+    name (``out/`` would write ``out/-00000-of-00001.parquet``), and no component
+    that is another prefix's Beam temporary directory, which that prefix's next run
+    deletes whole.
+    """
+    found = sorted({c for c in prefix if c in GLOB_CHARACTERS})
+    if found:
+        return (f"holds {' '.join(found)}: Beam reads glob characters (and \\ as a "
+                "separator) when it matches or deletes the output's files, so it would "
+                "delete other files the pattern matches; use a path without any of "
+                f"{' '.join(GLOB_CHARACTERS)}")
+    path = prefix.split("://", 1)[1] if "://" in prefix else prefix
+    if "://" in prefix:
+        bucket, _, path = path.partition("/")
+        if not path:
+            return "names no object prefix after the bucket (gs://BUCKET/DIR/NAME)"
+    *directories, name = path.split("/")
+    if name in ("", ".", ".."):
+        return (f"ends in {name or '/'!r}: a prefix must end with a file name part, such as "
+                "out/emb (which writes out/emb-00000-of-00001.parquet)")
+    temp = next((d for d in directories if d.startswith(TEMP_DIR_PREFIX)), None)
+    if temp:
+        return (f"lies inside {temp!r}, a name Beam gives its temporary directories "
+                "(another prefix's next run deletes it whole); write elsewhere")
+    return None
 
 
 def shard_glob(prefix: str) -> str:
@@ -57,6 +103,11 @@ def temp_dir_glob(prefix: str) -> str:
     """Lists the files inside Beam's temporary directories for ``prefix``."""
     directory, name = FileSystems.split(prefix)
     return FileSystems.join(directory, f"beam-temp-{name}-*", "*")
+
+
+def temp_dir_name_pattern(name: str) -> re.Pattern:
+    """The name of a temporary directory Beam's sink makes for a prefix named ``name``."""
+    return re.compile(rf"{re.escape(TEMP_DIR_PREFIX + name)}-[0-9a-f]{{32}}\Z")
 
 
 def temp_dir_of(path: str, prefix: str) -> str | None:
