@@ -7,10 +7,13 @@ becomes a DeadLetter that says why and where.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import io
 import json
-import lzma
-import zlib
+import logging
+import os
+import stat
 from typing import Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
@@ -20,6 +23,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
+from transforms.decompress import CODECS, DecompressingReader, StreamDamage, codec_for
+from transforms.text_encoding import (SAMPLE_BYTES, Encoding, Rejection, TranscodingReader,
+                                      marked_bytes, sniff)
 from transforms.records import (RAW_PREFIX_BYTES, DeadLetter, Document, encodable,
                                 raw_prefix)
 from transforms.shards import absolute
@@ -35,17 +41,16 @@ _FORMAT_BY_EXTENSION = {
     ".csv": "csv",
     ".parquet": "parquet",
 }
-# Suffixes Beam's CompressionTypes.AUTO decompresses transparently when reading.
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".xz", ".lzma")
-
-_UTF8_BOM = b"\xef\xbb\xbf"
+# Suffixes of the compressions the line formats are read in (transforms/decompress.py).
+_COMPRESSION_SUFFIXES = tuple(CODECS)
 # Python's csv module refuses fields over 128 KiB by default; corpus documents can
 # be megabytes long, and length limits are the tokenizer's business, not the reader's.
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
 
-# Errors that mean the bytes of a file are corrupt (not that reading it failed for
-# a passing reason, like a network error, which must fail the bundle so it retries).
-_CORRUPT_FILE_ERRORS = (zlib.error, lzma.LZMAError, EOFError, pyarrow.ArrowInvalid)
+# Errors that mean the bytes of a Parquet file are corrupt (not that reading it failed
+# for a passing reason, like a network error, which must fail the bundle so it
+# retries). Compressed line formats never raise: transforms/decompress.py reports.
+_CORRUPT_FILE_ERRORS = (pyarrow.ArrowInvalid, EOFError)
 
 DOCUMENTS_TAG = "documents"
 DEAD_LETTERS_TAG = "dead_letters"
@@ -63,8 +68,10 @@ class ReadResult(NamedTuple):
 def infer_input_format(file_pattern: str) -> str:
     """The input format implied by the pattern's extension (ignoring .gz and co).
 
-    Raises ValueError, naming the ``--input_format`` option, when it cannot tell.
+    Raises ValueError, naming the ``--input_format`` option, when it cannot tell, and
+    for a local directory (which has no format: its files do).
     """
+    _check_not_a_directory(file_pattern)
     name = file_pattern.lower()
     compression = next((s for s in _COMPRESSION_SUFFIXES if name.endswith(s)), "")
     stem = name[:len(name) - len(compression)]
@@ -163,6 +170,12 @@ class ReadCorpus(beam.PTransform):
 
 
 def check_pattern_matches(file_pattern: str) -> None:
+    """Raises ValueError, naming ``--input``, unless the pattern matches at least one
+    file and every match is something ReadCorpus can read: a regular file (or a link
+    to one), readable. Directories, FIFOs, devices and sockets are refused, because
+    a worker would fail on them after the job started (or block on a FIFO forever).
+    Empty files are accepted (they hold no records) and logged."""
+    _check_not_a_directory(file_pattern)
     try:
         matched = FileSystems.match([absolute(file_pattern)])[0].metadata_list
     except Exception as error:  # BeamIOError for a missing bucket or path, etc.
@@ -170,6 +183,53 @@ def check_pattern_matches(file_pattern: str) -> None:
             f"--input {file_pattern!r} cannot be matched: {error}") from error
     if not matched:
         raise ValueError(f"--input {file_pattern!r} matches no files")
+    for metadata in matched:
+        problem = _unreadable_kind(metadata.path)
+        if problem:
+            raise ValueError(f"--input {file_pattern!r} matches {encodable(metadata.path)!r}, "
+                             f"{problem}")
+    empty = [m.path for m in matched if m.size_in_bytes == 0]
+    if empty:
+        logging.warning("--input %r: %d of the %d matched files are empty (no records): %s",
+                        file_pattern, len(empty), len(matched),
+                        ", ".join(repr(encodable(p)) for p in empty[:5]))
+
+
+def _check_not_a_directory(file_pattern: str) -> None:
+    if _is_local(file_pattern) and os.path.isdir(file_pattern):
+        glob = os.path.join(file_pattern, "*")
+        raise ValueError(
+            f"--input {file_pattern!r} is a directory; give a glob of the files in it, "
+            f"e.g. --input {glob!r} with --input_format, or {os.path.join(file_pattern, '*.jsonl')!r}")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _unreadable_kind(path: str) -> Optional[str]:
+    """Why a matched local path cannot be read as a file, or None (remote objects
+    are files by construction, except a "directory" placeholder ending in "/")."""
+    if not _is_local(path):
+        return "a directory placeholder, not a file" if path.endswith("/") else None
+    try:
+        mode = os.stat(path).st_mode  # follows links: a link to a file is a file
+    except OSError as error:  # a dangling link, a link loop, a path that vanished
+        return f"which cannot be opened: {error.strerror or error}"
+    if stat.S_ISDIR(mode):
+        return ("a directory: the glob must match files only (narrow it, e.g. with an "
+                "extension, or add '/*' to read the directory's files)")
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        return (f"{kind}: only regular files can be read (a worker may read a file more than "
+                "once, and a pipe or device gives different bytes each time)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        return f"which cannot be read: {error.strerror or error}"
+    return None
 
 
 class _ParseFileFn(beam.DoFn):
@@ -186,12 +246,11 @@ class _ParseFileFn(beam.DoFn):
     def process(self, readable_file: fileio.ReadableFile):
         # Only the name in ``source`` is escaped: the file opens by its real path.
         path = encodable(readable_file.metadata.path)
-        # Parquet needs random access; the line formats are decompressed by suffix.
-        compression = (CompressionTypes.UNCOMPRESSED
-                       if self._parser.input_format == "parquet"
-                       else CompressionTypes.AUTO)
-        with readable_file.open(compression_type=compression) as stream:
-            yield from self._outputs.route(self._parser.parse(path, stream))
+        # Raw bytes: Parquet needs random access, and the line formats are
+        # decompressed by RecordParser, which notices damage (Beam's AUTO does not).
+        with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            yield from self._outputs.route(
+                self._parser.parse(path, stream, compressed_name=readable_file.metadata.path))
 
 
 Record = Union[Document, DeadLetter]
@@ -233,93 +292,117 @@ class RecordParser:
         self._text_pair_field = text_pair_field
         self._max_text_bytes = max_text_bytes
 
-    def parse(self, path: str, stream) -> Iterator[Record]:
-        parse_format = {
-            "text": self._parse_text,
-            "jsonl": self._parse_jsonl,
-            "csv": self._parse_csv,
-            "parquet": self._parse_parquet,
-        }[self.input_format]
-        position = _Position()
-        try:
-            yield from parse_format(path, stream, position)
-        except _CORRUPT_FILE_ERRORS as error:
-            # A corrupt .gz or a file that is not Parquet: what was read stands, the
-            # unreadable rest becomes one dead letter instead of a failed job.
-            yield DeadLetter(
-                "malformed_record",
-                f"unreadable {self.input_format} file after {position.describe()}: "
-                f"{type(error).__name__}: {error}",
-                position.source(path), "", None)
+    def parse(self, path: str, stream, compressed_name: Optional[str] = None,
+              ledger: Optional[list] = None) -> Iterator[Record]:
+        """The records of one file, from its raw bytes ``stream``.
+
+        Text, JSONL and CSV files are decompressed by the suffix of
+        ``compressed_name`` (default ``path``) and their encoding is decided once
+        (transforms/text_encoding.py). ``ledger``, if given, receives a
+        ``(start, end, what)`` tuple for every stretch of the decoded stream the
+        parser consumed (a record, a blank line, the CSV header, the damaged
+        part); tests use it to check that every byte is accounted for.
+        """
+        position = _Position(ledger)
+        if self.input_format == "parquet":
+            try:
+                yield from self._parse_parquet(path, stream, position)
+            except _CORRUPT_FILE_ERRORS as error:
+                # A file that is not Parquet: what was read stands, the unreadable rest
+                # becomes one dead letter instead of a failed job.
+                yield DeadLetter(
+                    "malformed_record",
+                    f"unreadable parquet file after {position.describe()}: "
+                    f"{type(error).__name__}: {error}",
+                    position.source(path), "", None)
+            return
+        source = _TextSource(stream, compressed_name or path)
+        if isinstance(source.encoding, Rejection):
+            position.span(0, None, "rejected")
+            yield DeadLetter("unsupported_encoding", source.encoding.detail, f"{path}:1",
+                             raw_prefix(source.encoding.sample))
+            return
+        parse_format = {"text": self._parse_text, "jsonl": self._parse_jsonl,
+                        "csv": self._parse_csv}[self.input_format]
+        yield from parse_format(path, source, position)
+        if source.damage is not None:
+            yield source.damage_dead_letter(path, position)
 
     # Plain text -------------------------------------------------------------------
 
-    def _parse_text(self, path, stream, position) -> Iterator[Record]:
-        for line_number, offset, content, _ in _lines(stream, position):
-            source = f"{path}:{line_number}"
-            text = _decode_line(content, offset)
+    def _parse_text(self, path, source, position) -> Iterator[Record]:
+        for line in _lines(source, position):
+            source_name = f"{path}:{line.number}"
+            position.span(line.start, line.end, "record")
+            text = source.decode(line)
             if isinstance(text, _Utf8Error):
-                yield text.dead_letter(source, content)
+                yield text.dead_letter(source_name, line.content)
                 continue
             if not text.strip():
-                yield DeadLetter("empty_text", _empty_detail(text, "line"), source,
-                                 raw_prefix(content))
+                yield DeadLetter("empty_text", _empty_detail(text, "line"), source_name,
+                                 raw_prefix(line.content))
                 continue
-            too_long = self._too_long(text, None, source, content, None)
+            too_long = self._too_long(text, None, source_name, line.content, None)
             if too_long:
                 yield too_long
                 continue
             # The id identifies the text itself, so a re-run or a copy of the same
-            # line anywhere in the corpus gets the same id (and deduplicates).
-            yield Document(hashlib.sha256(content).hexdigest(), text, None, source)
+            # line anywhere in the corpus gets the same id (and deduplicates). For a
+            # UTF-16/32 file, content is the UTF-8 transcoding: the same text, same id.
+            yield Document(hashlib.sha256(line.content).hexdigest(), text, None, source_name)
 
     # JSON lines ---------------------------------------------------------------------
 
-    def _parse_jsonl(self, path, stream, position) -> Iterator[Record]:
-        for line_number, offset, content, _ in _lines(stream, position):
+    def _parse_jsonl(self, path, source, position) -> Iterator[Record]:
+        for line in _lines(source, position):
+            content = line.content
             if not content.strip():
+                position.span(line.start, line.end, "blank")
                 continue
-            source = f"{path}:{line_number}"
-            text = _decode_line(content, offset)
+            position.span(line.start, line.end, "record")
+            source_name = f"{path}:{line.number}"
+            text = source.decode(line)
             if isinstance(text, _Utf8Error):
-                yield text.dead_letter(source, content)
+                yield text.dead_letter(source_name, content)
                 continue
             try:
                 value = json.loads(text)
             except (ValueError, RecursionError) as error:
                 yield DeadLetter("malformed_record", f"invalid JSON: {error}",
-                                 source, raw_prefix(content))
+                                 source_name, raw_prefix(content))
                 continue
             if not isinstance(value, dict):
                 yield DeadLetter(
                     "malformed_record",
-                    f"JSON value is a {_type_name(value)}, not an object",
-                    source, raw_prefix(content))
+                    f"JSON value is {_type_name(value)}, not an object",
+                    source_name, raw_prefix(content))
                 continue
-            yield self.from_fields(value, source, content)
+            yield self.from_fields(value, source_name, content)
 
     # CSV ------------------------------------------------------------------------------
 
-    def _parse_csv(self, path, stream, position) -> Iterator[Record]:
+    def _parse_csv(self, path, source, position) -> Iterator[Record]:
         # csv.reader pulls decoded lines (with their line ends, which quoted
-        # multi-line fields need) from a generator; lines that are not UTF-8 are set
-        # aside as dead letters and yielded before the record that follows them.
-        pending: list[DeadLetter] = []
+        # multi-line fields need) from a generator. Whether a record is UTF-8 is
+        # decided for the record, never for one of its lines: bytes that are not
+        # UTF-8 pass through csv as surrogate escapes, and the record holding them
+        # becomes one invalid_utf8 dead letter, whole.
         record = _CsvRecordLines()
 
         def decoded_lines():
-            for line_number, offset, content, ending in _lines(stream, position):
-                text = _decode_line(content, offset)
+            for line in _lines(source, position):
+                text = source.decode(line)
                 if isinstance(text, _Utf8Error):
-                    pending.append(text.dead_letter(f"{path}:{line_number}", content))
-                    continue
-                record.add(line_number, content + ending)
-                yield text + ending.decode("ascii")
+                    record.add(line, text)
+                    text = line.content.decode("utf-8", "surrogateescape")
+                else:
+                    record.add(line, None)
+                yield text + line.ending.decode("ascii")
 
         # strict: otherwise an unclosed quote silently swallows the rest of the file
         # into one field; strictly, it is one malformed record.
         reader = csv.reader(decoded_lines(), strict=True)
-        header = None
+        header, header_error = None, None
         while True:
             record.reset()
             try:
@@ -329,26 +412,39 @@ class RecordParser:
                 break
             except csv.Error as csv_error:
                 row, error = None, csv_error
-            yield from pending
-            pending.clear()
-            source = f"{path}:{record.first_line}"
+            source_name = f"{path}:{record.first_line}"
             if error is not None:
-                yield DeadLetter("malformed_record", f"invalid CSV: {error}", source,
-                                 raw_prefix(record.raw))
+                position.span(record.start, record.end, "record")
+                yield DeadLetter("malformed_record", record.describe_csv_error(error),
+                                 source_name, raw_prefix(record.raw))
                 continue
             if not row:
+                position.span(record.start, record.end, "blank")
                 continue  # a blank line
             if header is None:
-                header = row
+                position.span(record.start, record.end, "header")
+                header, header_error = row, record.utf8_error
+                continue
+            position.span(record.start, record.end, "record")
+            if record.utf8_error is not None:
+                yield record.utf8_error.dead_letter(
+                    source_name, record.raw,
+                    record.utf8_error_line if record.last_line != record.first_line else None)
                 continue
             if len(row) != len(header):
                 yield DeadLetter(
                     "malformed_record",
                     f"row has {len(row)} fields, the header has {len(header)}",
-                    source, raw_prefix(record.raw))
+                    source_name, raw_prefix(record.raw))
                 continue
-            yield self.from_fields(dict(zip(header, row)), source, record.raw)
-        yield from pending
+            result = self.from_fields(dict(zip(header, row)), source_name, record.raw)
+            if header_error is not None and isinstance(result, DeadLetter) \
+                    and result.reason == "missing_field":
+                # Column names that are not UTF-8 never match a field option.
+                result = dataclasses.replace(
+                    result, detail=f"{result.detail}; the header (line 1) is not UTF-8: "
+                    f"{header_error.describe(None)}")
+            yield result
 
     # Parquet -------------------------------------------------------------------------
 
@@ -431,11 +527,13 @@ class RecordParser:
 
 
 class _Position:
-    """Where a parser is in its file, for the message if the file breaks off."""
+    """Where a parser is in its file, for the message if the file breaks off, and
+    the optional ledger of the stretches it consumed (see RecordParser.parse)."""
 
-    def __init__(self):
+    def __init__(self, ledger: Optional[list] = None):
         self.next_line = 1
         self.unit = "line"
+        self._ledger = ledger
 
     def describe(self) -> str:
         if self.unit == "row":
@@ -447,52 +545,144 @@ class _Position:
             return f"{path}:row {self.next_line}"
         return f"{path}:{self.next_line}"
 
+    def span(self, start: int, end: Optional[int], what: str) -> None:
+        if self._ledger is not None:
+            self._ledger.append((start, end, what))
 
-def _lines(stream, position: _Position) -> Iterator[tuple[int, int, bytes, bytes]]:
-    """(1-based line number, byte offset, content, line ending) for each line.
 
-    Reads bytes, so nothing is decoded yet; a UTF-8 byte-order mark at the start of
-    the file is dropped. Only "\\n" and "\\r\\n" end lines: a lone "\\r" or other
-    Unicode line separators stay inside the text, as they would for Beam's
-    ReadFromText.
+class _Line(NamedTuple):
+    number: int        # 1-based
+    start: int         # byte offset in the decoded stream (after any byte-order mark)
+    content: bytes     # without the line ending
+    ending: bytes      # b"\n", b"\r\n" or b"" (the last line)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.content) + len(self.ending)
+
+
+class _TextSource:
+    """One text, JSONL or CSV file as a stream of UTF-8 lines: decompressed by its
+    suffix (damage recorded, see transforms/decompress.py), its encoding decided
+    from its first bytes (transforms/text_encoding.py)."""
+
+    def __init__(self, raw, name: str):
+        codec = codec_for(name)
+        self._decompressor = DecompressingReader(raw, codec) if codec else None
+        stream = io.BufferedReader(self._decompressor, 1 << 16) if codec else raw
+        sample = stream.read(SAMPLE_BYTES)
+        self.encoding: Union[Encoding, Rejection] = sniff(sample)
+        self.partial: Optional[_Line] = None  # the line a damaged stream cut off
+        self.lines_end = 0                    # where the last line read ends
+        if isinstance(self.encoding, Rejection):
+            return
+        rest = _Chained(sample[self.encoding.bom_bytes:], stream)
+        if self.encoding.transcoded:
+            rest = TranscodingReader(rest, self.encoding.name)
+        self.readline = io.BufferedReader(rest, 1 << 16).readline
+        self.base_offset = 0 if self.encoding.transcoded else self.encoding.bom_bytes
+
+    @property
+    def damage(self) -> Optional[StreamDamage]:
+        return self._decompressor.damage if self._decompressor else None
+
+    def decode(self, line: _Line) -> Union[str, "_Utf8Error"]:
+        try:
+            return line.content.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if self.encoding.transcoded:
+                return self._foreign_error(line)
+            return _Utf8Error(error.start, line.start + error.start,
+                              line.content[error.start:error.start + 1], "UTF-8")
+
+    def _foreign_error(self, line: _Line) -> "_Utf8Error":
+        text = line.content.decode("utf-8", "surrogatepass")
+        at, bad = marked_bytes(text) or (0, b"")
+        return _Utf8Error(at, None, bad, self.encoding.name.upper())
+
+    def damage_dead_letter(self, path: str, position: _Position) -> DeadLetter:
+        damage, partial = self.damage, self.partial
+        detail = f"damaged {damage.describe()}"
+        if partial is not None:
+            position.span(partial.start, partial.end, "damaged")
+            detail += (f"; line {partial.number} was cut off after {len(partial.content)} "
+                       "bytes (its start is in raw) and is not a record")
+            where = partial.number
+        else:
+            where = position.next_line
+        position.span(partial.end if partial else self.lines_end, None, "lost")
+        return DeadLetter("damaged_stream", detail, f"{path}:{where}",
+                          raw_prefix(partial.content if partial else b""))
+
+
+class _Chained(io.RawIOBase):
+    """``head`` (bytes already read) followed by the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream):
+        super().__init__()
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _lines(source: _TextSource, position: _Position) -> Iterator[_Line]:
+    """Each line of the file, undecoded.
+
+    Only "\n" and "\r\n" end lines: a lone "\r" or other Unicode line separators
+    stay inside the text, as they would for Beam's ReadFromText. A last line
+    without a line end is a record, unless the stream is damaged: then it is where
+    the damage cut in, and goes to the damage's dead letter instead.
     """
-    offset = 0
+    offset = source.base_offset
     line_number = 0
-    for line in iter(stream.readline, b""):
+    for raw in iter(source.readline, b""):
         line_number += 1
         position.next_line = line_number + 1
         start = offset
-        offset += len(line)
-        if line_number == 1 and line.startswith(_UTF8_BOM):
-            line = line[len(_UTF8_BOM):]
-            start += len(_UTF8_BOM)
-        if line.endswith(b"\r\n"):
-            content, ending = line[:-2], b"\r\n"
-        elif line.endswith(b"\n"):
-            content, ending = line[:-1], b"\n"
+        offset += len(raw)
+        source.lines_end = offset
+        if raw.endswith(b"\r\n"):
+            line = _Line(line_number, start, raw[:-2], b"\r\n")
+        elif raw.endswith(b"\n"):
+            line = _Line(line_number, start, raw[:-1], b"\n")
         else:
-            content, ending = line, b""
-        yield line_number, start, content, ending
+            line = _Line(line_number, start, raw, b"")
+            if source.damage is not None:
+                source.partial = line
+                position.next_line = line_number
+                return
+        yield line
 
 
 class _Utf8Error(NamedTuple):
-    line_offset: int
-    file_offset: int
-    byte: int
+    line_offset: int             # where in the line (bytes; characters if transcoded)
+    file_offset: Optional[int]   # where in the file, if the file is UTF-8
+    bad: bytes                   # the first bad byte(s)
+    encoding: str                # "UTF-8", "UTF-16-LE", ...
 
-    def dead_letter(self, source: str, content: bytes) -> DeadLetter:
-        return DeadLetter(
-            "invalid_utf8",
-            f"invalid UTF-8 byte 0x{self.byte:02x} at byte offset {self.line_offset} "
-            f"of the line (byte {self.file_offset} of the file)",
-            source, raw_prefix(content))
+    def describe(self, record_line: Optional[int]) -> str:
+        bad = " ".join(f"0x{b:02x}" for b in self.bad[:4])
+        line = f"line {record_line} of the record" if record_line else "the line"
+        if self.file_offset is None:
+            return (f"invalid {self.encoding} bytes {bad} at character offset "
+                    f"{self.line_offset} of {line}")
+        return (f"invalid UTF-8 byte {bad} at byte offset {self.line_offset} of {line} "
+                f"(byte {self.file_offset} of the file)")
 
-
-def _decode_line(content: bytes, offset: int) -> Union[str, _Utf8Error]:
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return _Utf8Error(error.start, offset + error.start, content[error.start])
+    def dead_letter(self, source: str, content: bytes,
+                    record_line: Optional[int] = None) -> DeadLetter:
+        return DeadLetter("invalid_utf8", self.describe(record_line), source,
+                          raw_prefix(content))
 
 
 class _FieldUtf8Error(NamedTuple):
@@ -524,20 +714,38 @@ def _as_text(value: Union[str, bytes]) -> Union[str, _FieldUtf8Error]:
 
 
 class _CsvRecordLines:
-    """The physical lines of the CSV record being parsed: first line and raw bytes."""
+    """The physical lines of the CSV record being parsed: where it starts and ends,
+    its raw bytes, and the first line that is not valid in the file's encoding."""
 
     def __init__(self):
         self.reset()
 
     def reset(self):
         self.first_line: Optional[int] = None
+        self.last_line: Optional[int] = None
+        self.start = self.end = None
+        self.utf8_error: Optional[_Utf8Error] = None
+        self.utf8_error_line: Optional[int] = None  # 1-based within the record
         self._raw = bytearray()
 
-    def add(self, line_number: int, line: bytes):
+    def add(self, line: _Line, utf8_error: Optional[_Utf8Error]):
         if self.first_line is None:
-            self.first_line = line_number
+            self.first_line, self.start = line.number, line.start
+        self.last_line, self.end = line.number, line.end
+        if utf8_error is not None and self.utf8_error is None:
+            self.utf8_error = utf8_error
+            self.utf8_error_line = line.number - self.first_line + 1
         if len(self._raw) <= RAW_PREFIX_BYTES:
-            self._raw += line
+            self._raw += line.content + line.ending
+
+    def describe_csv_error(self, error: csv.Error) -> str:
+        detail = f"invalid CSV: {error}"
+        if self.last_line is not None and self.last_line != self.first_line:
+            detail += f" (the record spans lines {self.first_line}-{self.last_line})"
+        if "unexpected end of data" in str(error):
+            detail += ("; a quoted field is never closed, so the record runs to the end "
+                       "of the file")
+        return detail
 
     @property
     def raw(self) -> bytes:
