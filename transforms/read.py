@@ -13,13 +13,14 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 from typing import Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 import pyarrow
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
@@ -176,6 +177,9 @@ def check_pattern_matches(file_pattern: str) -> None:
     a worker would fail on them after the job started (or block on a FIFO forever).
     Empty files are accepted (they hold no records) and logged."""
     _check_not_a_directory(file_pattern)
+    if _is_local(file_pattern) and os.path.islink(file_pattern) and not os.path.exists(file_pattern):
+        raise ValueError(f"--input {file_pattern!r} is a symbolic link that leads nowhere "
+                         "(its target is missing, or the links form a loop)")
     try:
         matched = FileSystems.match([absolute(file_pattern)])[0].metadata_list
     except Exception as error:  # BeamIOError for a missing bucket or path, etc.
@@ -183,6 +187,7 @@ def check_pattern_matches(file_pattern: str) -> None:
             f"--input {file_pattern!r} cannot be matched: {error}") from error
     if not matched:
         raise ValueError(f"--input {file_pattern!r} matches no files")
+    _warn_about_what_the_glob_skips(file_pattern)
     for metadata in matched:
         problem = _unreadable_kind(metadata.path)
         if problem:
@@ -193,6 +198,31 @@ def check_pattern_matches(file_pattern: str) -> None:
         logging.warning("--input %r: %d of the %d matched files are empty (no records): %s",
                         file_pattern, len(empty), len(matched),
                         ", ".join(repr(encodable(p)) for p in empty[:5]))
+
+
+def _warn_about_what_the_glob_skips(file_pattern: str) -> None:
+    """Beam's local glob lists files only (os.walk): directories, and links that lead
+    nowhere, are skipped without a word. Name them, since the user may have meant
+    them to be read."""
+    pattern = absolute(file_pattern)
+    if not _is_local(pattern) or not any(c in pattern for c in "*?["):
+        return
+    root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rpartition("/")[0] or "/"
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    skipped = []
+    for directory, subdirectories, files in os.walk(root):
+        for name in subdirectories + files:
+            path = os.path.join(directory, name)
+            if matches(path) and not os.path.isfile(path):
+                skipped.append(path)
+        if len(skipped) > 5:
+            break
+    if skipped:
+        logging.warning(
+            "--input %r also matches %s, which %s not read: a glob reads regular files only "
+            "(a directory's files need their own glob, e.g. DIR/*)",
+            file_pattern, ", ".join(repr(encodable(p)) for p in skipped[:5]),
+            "is" if len(skipped) == 1 else "are")
 
 
 def _check_not_a_directory(file_pattern: str) -> None:
@@ -602,7 +632,7 @@ class _TextSource:
 
     def damage_dead_letter(self, path: str, position: _Position) -> DeadLetter:
         damage, partial = self.damage, self.partial
-        detail = f"damaged {damage.describe()}"
+        detail = f"damaged stream: {damage.describe()}"
         if partial is not None:
             position.span(partial.start, partial.end, "damaged")
             detail += (f"; line {partial.number} was cut off after {len(partial.content)} "
