@@ -270,8 +270,6 @@ class _ParseFileFn(beam.DoFn):
 
     def setup(self):
         self._outputs = RecordOutputs()
-        if self._parser.input_format == "csv":
-            csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))
 
     def process(self, readable_file: fileio.ReadableFile):
         # Only the name in ``source`` is escaped: the file opens by its real path.
@@ -429,6 +427,7 @@ class RecordParser:
                     record.add(line, None)
                 yield text + line.ending.decode("ascii")
 
+        csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))  # process-wide
         # strict: otherwise an unclosed quote silently swallows the rest of the file
         # into one field; strictly, it is one malformed record.
         reader = csv.reader(decoded_lines(), strict=True)
