@@ -390,13 +390,13 @@ class Copy:
 
 
 def write_copies(seed: int, source, directory, extension: str) -> list[Copy]:
-    """A compressed copy of the first eighth of ``source``, cut at a random offset
+    """A compressed copy of the first sixteenth of ``source``, cut at a random offset
     (or followed by junk, zeros or a second member), and a copy in a random
     encoding, with or without a byte-order mark. Their records repeat the
     original's (same ids, same texts), so they add reading, not embedding."""
     rng = random.Random(f"{seed}:copies")
     data = source.read_bytes()
-    cut = data.find(b"\n", len(data) // 8) + 1 or len(data)
+    cut = data.find(b"\n", len(data) // 16) + 1 or len(data)
     head = data[:cut]
     suffix = rng.choice(sorted(COMPRESSIONS))
     compressed = COMPRESSIONS[suffix](head)

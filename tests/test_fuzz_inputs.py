@@ -11,7 +11,7 @@ not matter here, the bookkeeping does). For every run:
 * output ids are unique; every clean record's id is embedded, or dead-lettered with
   its id (an encoder failure); ids shared by disagreeing records are never embedded.
 
-Beside each text, JSONL and CSV file go two copies of its first eighth
+Beside each text, JSONL and CSV file go two copies of its first sixteenth
 (``write_copies``): compressed with a random codec and cut at a random offset (or
 followed by junk, zero padding or a second member), and re-encoded in a random
 encoding, with or without a byte-order mark. Every file is also parsed without

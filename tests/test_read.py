@@ -421,6 +421,7 @@ def test_csv_record_with_a_bad_byte_is_one_dead_letter_whole():
     assert [(d.reason, d.source) for d in letters] == [("invalid_utf8", "in.csv:2")]
     assert "byte offset 4 of line 2 of the record (byte 26 of the file)" in letters[0].detail
     assert letters[0].raw == '1,"first line\nbad \\xff line\nlast line"'
+    assert letters[0].id == "1"  # the id column itself is UTF-8
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -592,7 +593,8 @@ def test_byte_order_marked_files_are_decoded(encoding):
     assert documents[1].id == hashlib.sha256("中上文".encode()).hexdigest()
     jsonl = '{"id": "a", "text": "中上文"}\n'
     csv_text = 'id,text\na,"two\n中上文"\n'
-    for name, text, expected in (("a.jsonl", jsonl, "中上文"), ("a.csv", csv_text, "two\n中上文")):
+    for name, text, expected in (("a.jsonl", jsonl, "中上文"),
+                                 ("a.csv", csv_text, "two\n中上文")):
         data = (codecs.BOM_UTF16_BE + text.encode("utf-16-be") if encoding == "utf-16-be-bom"
                 else text.encode(encoding) if not encoding.endswith("-bom")
                 else codecs.BOM_UTF32_BE + text.encode("utf-32-be"))

@@ -113,7 +113,7 @@ class DecompressingReader(io.RawIOBase):
         self._decompressor = None      # None between members
         self._member_start = 0
         self._member_head = b""
-        self._member_bytes: Optional[bytes] = b""
+        self._member_bytes: Optional[bytearray] = bytearray()
         self._member_output = 0        # decoded bytes of the current member so far
         self._members = 0              # complete members so far
         self._pending = b""            # compressed bytes read but not yet fed
@@ -195,7 +195,7 @@ class DecompressingReader(io.RawIOBase):
         to the failing slice again (its output was handed out already), then the
         slice goes in byte by byte."""
         decompressor = self._codec.new()
-        head = self._member_bytes[:len(self._member_bytes) - len(data)]
+        head = bytes(self._member_bytes[:len(self._member_bytes) - len(data)])
         try:
             again = len(decompressor.decompress(head)) if head else 0
         except _decompression_errors() as error:  # not deterministic: give up here
@@ -231,7 +231,7 @@ class DecompressingReader(io.RawIOBase):
         self._decompressor = self._codec.new()
         self._member_start = self._consumed
         self._member_head = b""        # its first bytes, to tell zero padding from junk
-        self._member_bytes = b""       # all of it, while it is small (None after)
+        self._member_bytes = bytearray()  # all of it, while it is small (None after)
         self._member_output = 0
         return True
 

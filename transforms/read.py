@@ -9,27 +9,23 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import json
-import logging
-import os
-import re
-import stat
 from typing import Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 import pyarrow
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes, FileSystem
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import CompressionTypes
 
 from transforms import counters
-from transforms.decompress import CODECS, DecompressingReader, StreamDamage, codec_for
-from transforms.text_encoding import (SAMPLE_BYTES, Encoding, Rejection, TranscodingReader,
-                                      marked_bytes, sniff)
+from transforms.decompress import CODECS
+# check_pattern_matches is part of this module's interface (pipeline/config.py uses it).
+from transforms.input_files import check_not_a_directory, check_pattern_matches  # noqa: F401
 from transforms.records import (RAW_PREFIX_BYTES, DeadLetter, Document, encodable,
                                 raw_prefix)
 from transforms.shards import absolute
+from transforms.text_encoding import Rejection
+from transforms.text_source import Line, Position, TextSource, Utf8Error, lines
 
 INPUT_FORMATS = ("text", "jsonl", "csv", "parquet")
 
@@ -72,7 +68,7 @@ def infer_input_format(file_pattern: str) -> str:
     Raises ValueError, naming the ``--input_format`` option, when it cannot tell, and
     for a local directory (which has no format: its files do).
     """
-    _check_not_a_directory(file_pattern)
+    check_not_a_directory(file_pattern)
     name = file_pattern.lower()
     compression = next((s for s in _COMPRESSION_SUFFIXES if name.endswith(s)), "")
     stem = name[:len(name) - len(compression)]
@@ -119,7 +115,11 @@ class ReadCorpus(beam.PTransform):
     Parquet). Blank lines in JSONL and CSV files separate records and are not
     records; in text files they are, and are dead-lettered as ``empty_text``.
     JSONL/CSV/Parquet records whose id or text is present but empty are
-    dead-lettered as ``missing_field`` and ``empty_text`` respectively.
+    dead-lettered as ``missing_field`` and ``empty_text`` respectively. A damaged
+    compressed file keeps the records decoded before the damage and adds one
+    ``damaged_stream`` dead letter; a file in an encoding that is not read is one
+    ``unsupported_encoding`` dead letter (the README's "Damaged and
+    foreign-encoded inputs" says exactly what is promised).
     """
 
     def __init__(
@@ -168,98 +168,6 @@ class ReadCorpus(beam.PTransform):
         if self._reshuffle:
             documents = documents | "ReshuffleDocuments" >> beam.Reshuffle()
         return ReadResult(documents, parsed[DEAD_LETTERS_TAG])
-
-
-def check_pattern_matches(file_pattern: str) -> None:
-    """Raises ValueError, naming ``--input``, unless the pattern matches at least one
-    file and every match is something ReadCorpus can read: a regular file (or a link
-    to one), readable. Directories, FIFOs, devices and sockets are refused, because
-    a worker would fail on them after the job started (or block on a FIFO forever).
-    Empty files are accepted (they hold no records) and logged."""
-    _check_not_a_directory(file_pattern)
-    if _is_local(file_pattern) and os.path.islink(file_pattern) and not os.path.exists(file_pattern):
-        raise ValueError(f"--input {file_pattern!r} is a symbolic link that leads nowhere "
-                         "(its target is missing, or the links form a loop)")
-    try:
-        matched = FileSystems.match([absolute(file_pattern)])[0].metadata_list
-    except Exception as error:  # BeamIOError for a missing bucket or path, etc.
-        raise ValueError(
-            f"--input {file_pattern!r} cannot be matched: {error}") from error
-    if not matched:
-        raise ValueError(f"--input {file_pattern!r} matches no files")
-    _warn_about_what_the_glob_skips(file_pattern)
-    for metadata in matched:
-        problem = _unreadable_kind(metadata.path)
-        if problem:
-            raise ValueError(f"--input {file_pattern!r} matches {encodable(metadata.path)!r}, "
-                             f"{problem}")
-    empty = [m.path for m in matched if m.size_in_bytes == 0]
-    if empty:
-        logging.warning("--input %r: %d of the %d matched files are empty (no records): %s",
-                        file_pattern, len(empty), len(matched),
-                        ", ".join(repr(encodable(p)) for p in empty[:5]))
-
-
-def _warn_about_what_the_glob_skips(file_pattern: str) -> None:
-    """Beam's local glob lists files only (os.walk): directories, and links that lead
-    nowhere, are skipped without a word. Name them, since the user may have meant
-    them to be read."""
-    pattern = absolute(file_pattern)
-    if not _is_local(pattern) or not any(c in pattern for c in "*?["):
-        return
-    root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rpartition("/")[0] or "/"
-    matches = re.compile(FileSystem.translate_pattern(pattern)).match
-    skipped = []
-    for directory, subdirectories, files in os.walk(root):
-        for name in subdirectories + files:
-            path = os.path.join(directory, name)
-            if matches(path) and not os.path.isfile(path):
-                skipped.append(path)
-        if len(skipped) > 5:
-            break
-    if skipped:
-        logging.warning(
-            "--input %r also matches %s, which %s not read: a glob reads regular files only "
-            "(a directory's files need their own glob, e.g. DIR/*)",
-            file_pattern, ", ".join(repr(encodable(p)) for p in skipped[:5]),
-            "is" if len(skipped) == 1 else "are")
-
-
-def _check_not_a_directory(file_pattern: str) -> None:
-    if _is_local(file_pattern) and os.path.isdir(file_pattern):
-        glob = os.path.join(file_pattern, "*")
-        raise ValueError(
-            f"--input {file_pattern!r} is a directory; give a glob of the files in it, "
-            f"e.g. --input {glob!r} with --input_format, or {os.path.join(file_pattern, '*.jsonl')!r}")
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def _unreadable_kind(path: str) -> Optional[str]:
-    """Why a matched local path cannot be read as a file, or None (remote objects
-    are files by construction, except a "directory" placeholder ending in "/")."""
-    if not _is_local(path):
-        return "a directory placeholder, not a file" if path.endswith("/") else None
-    try:
-        mode = os.stat(path).st_mode  # follows links: a link to a file is a file
-    except OSError as error:  # a dangling link, a link loop, a path that vanished
-        return f"which cannot be opened: {error.strerror or error}"
-    if stat.S_ISDIR(mode):
-        return ("a directory: the glob must match files only (narrow it, e.g. with an "
-                "extension, or add '/*' to read the directory's files)")
-    if not stat.S_ISREG(mode):
-        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        return (f"{kind}: only regular files can be read (a worker may read a file more than "
-                "once, and a pipe or device gives different bytes each time)")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        return f"which cannot be read: {error.strerror or error}"
-    return None
 
 
 class _ParseFileFn(beam.DoFn):
@@ -331,7 +239,7 @@ class RecordParser:
         parser consumed (a record, a blank line, the CSV header, the damaged
         part); tests use it to check that every byte is accounted for.
         """
-        position = _Position(ledger)
+        position = Position(ledger)
         if self.input_format == "parquet":
             try:
                 yield from self._parse_parquet(path, stream, position)
@@ -344,7 +252,7 @@ class RecordParser:
                     f"{type(error).__name__}: {error}",
                     position.source(path), "", None)
             return
-        source = _TextSource(stream, compressed_name or path)
+        source = TextSource(stream, compressed_name or path)
         if isinstance(source.encoding, Rejection):
             position.span(0, None, "rejected")
             yield DeadLetter("unsupported_encoding", source.encoding.detail, f"{path}:1",
@@ -359,11 +267,11 @@ class RecordParser:
     # Plain text -------------------------------------------------------------------
 
     def _parse_text(self, path, source, position) -> Iterator[Record]:
-        for line in _lines(source, position):
+        for line in lines(source, position):
             source_name = f"{path}:{line.number}"
             position.span(line.start, line.end, "record")
             text = source.decode(line)
-            if isinstance(text, _Utf8Error):
+            if isinstance(text, Utf8Error):
                 yield text.dead_letter(source_name, line.content)
                 continue
             if not text.strip():
@@ -382,7 +290,7 @@ class RecordParser:
     # JSON lines ---------------------------------------------------------------------
 
     def _parse_jsonl(self, path, source, position) -> Iterator[Record]:
-        for line in _lines(source, position):
+        for line in lines(source, position):
             content = line.content
             if not content.strip():
                 position.span(line.start, line.end, "blank")
@@ -390,7 +298,7 @@ class RecordParser:
             position.span(line.start, line.end, "record")
             source_name = f"{path}:{line.number}"
             text = source.decode(line)
-            if isinstance(text, _Utf8Error):
+            if isinstance(text, Utf8Error):
                 yield text.dead_letter(source_name, content)
                 continue
             try:
@@ -418,9 +326,9 @@ class RecordParser:
         record = _CsvRecordLines()
 
         def decoded_lines():
-            for line in _lines(source, position):
+            for line in lines(source, position):
                 text = source.decode(line)
-                if isinstance(text, _Utf8Error):
+                if isinstance(text, Utf8Error):
                     record.add(line, text)
                     text = line.content.decode("utf-8", "surrogateescape")
                 else:
@@ -456,9 +364,13 @@ class RecordParser:
                 continue
             position.span(record.start, record.end, "record")
             if record.utf8_error is not None:
-                yield record.utf8_error.dead_letter(
+                letter = record.utf8_error.dead_letter(
                     source_name, record.raw,
                     record.utf8_error_line if record.last_line != record.first_line else None)
+                doc_id = dict(zip(header, row)).get(self._id_field)
+                if len(row) == len(header) and doc_id and _as_text(doc_id) == doc_id:
+                    letter = dataclasses.replace(letter, id=doc_id)  # its id is readable
+                yield letter
                 continue
             if len(row) != len(header):
                 yield DeadLetter(
@@ -555,165 +467,6 @@ class RecordParser:
             f"{self._max_text_bytes}", source, raw_prefix(raw), doc_id)
 
 
-class _Position:
-    """Where a parser is in its file, for the message if the file breaks off, and
-    the optional ledger of the stretches it consumed (see RecordParser.parse)."""
-
-    def __init__(self, ledger: Optional[list] = None):
-        self.next_line = 1
-        self.unit = "line"
-        self._ledger = ledger
-
-    def describe(self) -> str:
-        if self.unit == "row":
-            return f"{self.next_line} rows"
-        return f"{self.next_line - 1} lines"
-
-    def source(self, path: str) -> str:
-        if self.unit == "row":
-            return f"{path}:row {self.next_line}"
-        return f"{path}:{self.next_line}"
-
-    def span(self, start: int, end: Optional[int], what: str) -> None:
-        if self._ledger is not None:
-            self._ledger.append((start, end, what))
-
-
-class _Line(NamedTuple):
-    number: int        # 1-based
-    start: int         # byte offset in the decoded stream (after any byte-order mark)
-    content: bytes     # without the line ending
-    ending: bytes      # b"\n", b"\r\n" or b"" (the last line)
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.content) + len(self.ending)
-
-
-class _TextSource:
-    """One text, JSONL or CSV file as a stream of UTF-8 lines: decompressed by its
-    suffix (damage recorded, see transforms/decompress.py), its encoding decided
-    from its first bytes (transforms/text_encoding.py)."""
-
-    def __init__(self, raw, name: str):
-        codec = codec_for(name)
-        self._decompressor = DecompressingReader(raw, codec) if codec else None
-        stream = io.BufferedReader(self._decompressor, 1 << 16) if codec else raw
-        sample = stream.read(SAMPLE_BYTES)
-        self.encoding: Union[Encoding, Rejection] = sniff(sample)
-        self.partial: Optional[_Line] = None  # the line a damaged stream cut off
-        self.lines_end = 0                    # where the last line read ends
-        if isinstance(self.encoding, Rejection):
-            return
-        rest = _Chained(sample[self.encoding.bom_bytes:], stream)
-        if self.encoding.transcoded:
-            rest = TranscodingReader(rest, self.encoding.name)
-        self.readline = io.BufferedReader(rest, 1 << 16).readline
-        self.base_offset = 0 if self.encoding.transcoded else self.encoding.bom_bytes
-
-    @property
-    def damage(self) -> Optional[StreamDamage]:
-        return self._decompressor.damage if self._decompressor else None
-
-    def decode(self, line: _Line) -> Union[str, "_Utf8Error"]:
-        try:
-            return line.content.decode("utf-8")
-        except UnicodeDecodeError as error:
-            if self.encoding.transcoded:
-                return self._foreign_error(line)
-            return _Utf8Error(error.start, line.start + error.start,
-                              line.content[error.start:error.start + 1], "UTF-8")
-
-    def _foreign_error(self, line: _Line) -> "_Utf8Error":
-        text = line.content.decode("utf-8", "surrogatepass")
-        at, bad = marked_bytes(text) or (0, b"")
-        return _Utf8Error(at, None, bad, self.encoding.name.upper())
-
-    def damage_dead_letter(self, path: str, position: _Position) -> DeadLetter:
-        damage, partial = self.damage, self.partial
-        detail = f"damaged stream: {damage.describe()}"
-        if partial is not None:
-            position.span(partial.start, partial.end, "damaged")
-            detail += (f"; line {partial.number} was cut off after {len(partial.content)} "
-                       "bytes (its start is in raw) and is not a record")
-            where = partial.number
-        else:
-            where = position.next_line
-        position.span(partial.end if partial else self.lines_end, None, "lost")
-        return DeadLetter("damaged_stream", detail, f"{path}:{where}",
-                          raw_prefix(partial.content if partial else b""))
-
-
-class _Chained(io.RawIOBase):
-    """``head`` (bytes already read) followed by the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream):
-        super().__init__()
-        self._head, self._stream = head, stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n], self._head = self._head[:n], self._head[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-
-def _lines(source: _TextSource, position: _Position) -> Iterator[_Line]:
-    """Each line of the file, undecoded.
-
-    Only "\n" and "\r\n" end lines: a lone "\r" or other Unicode line separators
-    stay inside the text, as they would for Beam's ReadFromText. A last line
-    without a line end is a record, unless the stream is damaged: then it is where
-    the damage cut in, and goes to the damage's dead letter instead.
-    """
-    offset = source.base_offset
-    line_number = 0
-    for raw in iter(source.readline, b""):
-        line_number += 1
-        position.next_line = line_number + 1
-        start = offset
-        offset += len(raw)
-        source.lines_end = offset
-        if raw.endswith(b"\r\n"):
-            line = _Line(line_number, start, raw[:-2], b"\r\n")
-        elif raw.endswith(b"\n"):
-            line = _Line(line_number, start, raw[:-1], b"\n")
-        else:
-            line = _Line(line_number, start, raw, b"")
-            if source.damage is not None:
-                source.partial = line
-                position.next_line = line_number
-                return
-        yield line
-
-
-class _Utf8Error(NamedTuple):
-    line_offset: int             # where in the line (bytes; characters if transcoded)
-    file_offset: Optional[int]   # where in the file, if the file is UTF-8
-    bad: bytes                   # the first bad byte(s)
-    encoding: str                # "UTF-8", "UTF-16-LE", ...
-
-    def describe(self, record_line: Optional[int]) -> str:
-        bad = " ".join(f"0x{b:02x}" for b in self.bad[:4])
-        line = f"line {record_line} of the record" if record_line else "the line"
-        if self.file_offset is None:
-            return (f"invalid {self.encoding} bytes {bad} at character offset "
-                    f"{self.line_offset} of {line}")
-        return (f"invalid UTF-8 byte {bad} at byte offset {self.line_offset} of {line} "
-                f"(byte {self.file_offset} of the file)")
-
-    def dead_letter(self, source: str, content: bytes,
-                    record_line: Optional[int] = None) -> DeadLetter:
-        return DeadLetter("invalid_utf8", self.describe(record_line), source,
-                          raw_prefix(content))
-
-
 class _FieldUtf8Error(NamedTuple):
     position: int
     what: str
@@ -753,11 +506,11 @@ class _CsvRecordLines:
         self.first_line: Optional[int] = None
         self.last_line: Optional[int] = None
         self.start = self.end = None
-        self.utf8_error: Optional[_Utf8Error] = None
+        self.utf8_error: Optional[Utf8Error] = None
         self.utf8_error_line: Optional[int] = None  # 1-based within the record
         self._raw = bytearray()
 
-    def add(self, line: _Line, utf8_error: Optional[_Utf8Error]):
+    def add(self, line: Line, utf8_error: Optional[Utf8Error]):
         if self.first_line is None:
             self.first_line, self.start = line.number, line.start
         self.last_line, self.end = line.number, line.end
