@@ -699,3 +699,30 @@ def test_empty_input_files_are_read_as_no_records(tmp_path, caplog):
     documents, dead_letters, counts = read_corpus(tmp_path, str(tmp_path / "*.txt*"),
                                                   input_format="text")
     assert [d.text for d in documents] == ["hello"] and dead_letters == []
+
+
+def test_damaged_and_foreign_inputs_through_the_cli(tmp_path, tiny_random_model):
+    """Findings 3 and 4 as the issue ran them: exit 0 before, with rows missing or
+    garbage embedded, and nothing in the summary to say so."""
+    from tests.pipeline_helpers import module_args, read_dead_letters, read_parquet_rows, run_cli
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    whole = gzip.compress(LINES)
+    (corpus / "cut.txt.gz").write_bytes(whole[:len(whole) // 2])
+    (corpus / "junk.txt.gz").write_bytes(gzip.compress(A) + b"junk")
+    cut_bz2 = bz2.compress(B)
+    (corpus / "cut.txt.bz2").write_bytes(cut_bz2[:len(cut_bz2) // 2])
+    (corpus / "utf16.txt").write_bytes(TEXT.encode("utf-16"))
+    (corpus / "ascii16.txt").write_bytes("hello\nworld\n".encode("utf-16-le"))
+    out = str(tmp_path / "out" / "emb")
+    summary = run_cli(f"--input={corpus}/*", "--input_format=text", f"--output={out}",
+                      "--keep_text", *module_args(tiny_random_model))
+    assert summary["dead_lettered"] == {"damaged_stream": 3, "unsupported_encoding": 1}
+    texts = {row["text"] for row in read_parquet_rows(out).values()}
+    assert {"hello", "中上文", "丁一"} <= texts
+    assert all(t in {"hello", "中上文", "丁一"} or t.startswith("line number ") and
+               t[12:].isdigit() for t in texts)
+    assert summary["read"] == summary["embedded"] + 4 + summary["duplicates"]
+    letters = read_dead_letters(f"{out}-errors")
+    junk = next(d for d in letters if d["source"].startswith(f"{corpus}/junk.txt.gz"))
+    assert "not gzip data" in junk["detail"] and "rest of the data is lost" not in junk["detail"]
