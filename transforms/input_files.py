@@ -83,10 +83,11 @@ def _is_local(path: str) -> bool:
 
 
 def _unreadable_kind(path: str) -> Optional[str]:
-    """Why a matched local path cannot be read as a file, or None (remote objects
-    are files by construction, except a "directory" placeholder ending in "/")."""
+    """Why a matched local path cannot be read as a file, or None. Remote objects are
+    files by construction; a console's "folder" placeholder (an empty object whose
+    name ends in "/") reads as an empty file."""
     if not _is_local(path):
-        return "a directory placeholder, not a file" if path.endswith("/") else None
+        return None
     try:
         mode = os.stat(path).st_mode  # follows links: a link to a file is a file
     except OSError as error:  # a dangling link, a link loop, a path that vanished

@@ -269,7 +269,7 @@ class RecordParser:
     def _parse_text(self, path, source, position) -> Iterator[Record]:
         for line in lines(source, position):
             source_name = f"{path}:{line.number}"
-            position.span(line.start, line.end, "record")
+            position.line(line, "record")
             text = source.decode(line)
             if isinstance(text, Utf8Error):
                 yield text.dead_letter(source_name, line.content)
@@ -293,9 +293,9 @@ class RecordParser:
         for line in lines(source, position):
             content = line.content
             if not content.strip():
-                position.span(line.start, line.end, "blank")
+                position.line(line, "blank")
                 continue
-            position.span(line.start, line.end, "record")
+            position.line(line, "record")
             source_name = f"{path}:{line.number}"
             text = source.decode(line)
             if isinstance(text, Utf8Error):

@@ -41,6 +41,11 @@ class Position:
         if self._ledger is not None:
             self._ledger.append((start, end, what))
 
+    def line(self, line: "Line", what: str) -> None:
+        """span() for one line (cheap when there is no ledger: this runs per line)."""
+        if self._ledger is not None:
+            self._ledger.append((line.start, line.end, what))
+
 
 class Line(NamedTuple):
     number: int        # 1-based
