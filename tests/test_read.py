@@ -543,6 +543,7 @@ def test_gzip_with_a_bad_crc_keeps_its_data():
     assert len(documents) == 2000
     assert [d.reason for d in letters] == ["damaged_stream"]
     assert "incorrect data check" in letters[0].detail
+    assert f"decoded bytes 0-{len(LINES) - 1} came from that member" in letters[0].detail
 
 
 def test_damaged_jsonl_and_csv_keep_whole_records():
@@ -591,6 +592,9 @@ def test_byte_order_marked_files_are_decoded(encoding):
     assert [d.text for d in documents] == ["hello", "中上文", "丁一"]
     # Same text, same id, whatever the file's encoding.
     assert documents[1].id == hashlib.sha256("中上文".encode()).hexdigest()
+    # Compressed too: the encoding is decided on the decoded bytes.
+    assert split(parse(gzip.compress(data), "a.txt.gz"))[0] == [
+        dataclasses.replace(d, source=d.source.replace("a.txt", "a.txt.gz")) for d in documents]
     jsonl = '{"id": "a", "text": "中上文"}\n'
     csv_text = 'id,text\na,"two\n中上文"\n'
     for name, text, expected in (("a.jsonl", jsonl, "中上文"),

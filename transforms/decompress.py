@@ -285,7 +285,14 @@ class DecompressingReader(io.RawIOBase):
                 lost_rest = True
         else:
             offset = self._consumed
+            # A checksum is checked after the data it covers was decoded (gzip: at the
+            # end of each member), so what was handed out cannot be taken back: say
+            # which decoded bytes the failing member produced.
+            start = self._decoded - self._member_output
             what = f"the {name} data is corrupt in member {self._members + 1} ({reason})"
+            if self._member_output:
+                what += (f"; decoded bytes {start}-{self._decoded - 1} came from that member "
+                         "and may be wrong near the damage")
             lost_rest = True
         self._set_damage(what, offset, lost_rest)
 
