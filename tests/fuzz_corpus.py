@@ -383,7 +383,7 @@ ENCODINGS = {
 class Copy:
     """A damaged or re-encoded copy of the start of a corpus file."""
     path: object
-    content: bytes         # what it decodes to (UTF-8, or the encoded text)
+    content: bytes         # what it decodes to, as far as it can be decoded
     note: str              # what was done to it, for failure messages
     refused: bool = False  # must be one unsupported_encoding dead letter, whole
     original: bytes = b""  # the UTF-8 bytes it was made from
@@ -404,6 +404,7 @@ def write_copies(seed: int, source, directory, extension: str) -> list[Copy]:
     if damage == "cut":
         offset = rng.randint(0, len(compressed))
         compressed, note = compressed[:offset], f"{suffix} cut at {offset} of {len(compressed)}"
+        head = _decodable(suffix, compressed)  # all that can be read back, independently
     elif damage == "junk":
         compressed, note = compressed + rng.randbytes(rng.randint(1, 64)), f"{suffix} + junk"
     elif damage == "zeros":
@@ -412,6 +413,7 @@ def write_copies(seed: int, source, directory, extension: str) -> list[Copy]:
         compressed += COMPRESSIONS[suffix](head)
         head, note = head + head, f"{suffix} two members"
     copies = [Copy(directory / f"cut{extension}{suffix}", head, note)]
+    head = data[:cut]
     copies[0].path.write_bytes(compressed)
 
     name = rng.choice(sorted(ENCODINGS))
@@ -427,6 +429,18 @@ def write_copies(seed: int, source, directory, extension: str) -> list[Copy]:
                        original=head))
     copies[1].path.write_bytes(encoded)
     return copies
+
+
+def _decodable(suffix: str, compressed: bytes) -> bytes:
+    """What a plain streaming decoder gets out of a stream cut short (no error: the
+    decoders just stop), to check the reader's count against."""
+    import zstandard
+    decoder = {".gz": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+               ".deflate": zlib.decompressobj,
+               ".bz2": bz2.BZ2Decompressor, ".xz": lzma.LZMADecompressor,
+               ".lzma": lzma.LZMADecompressor,
+               ".zst": lambda: zstandard.ZstdDecompressor().decompressobj()}[suffix]()
+    return decoder.decompress(compressed)
 
 
 def _decodes(blob: bytes) -> bool:

@@ -131,7 +131,8 @@ def account(path, fmt, copy: Copy | None = None, original=None) -> int:
         assert len(damaged) == 1 and records[-1] is damaged[0], note
         assert ledger[-1][1:] == (None, "lost"), note
         decoded = int(re.search(r"the (\d+) bytes decoded before it", damaged[0].detail)[1])
-        assert ledger[-1][0] == decoded <= len(copy.content), (note, decoded)
+        # Everything an independent decoder recovers was read, and no more.
+        assert ledger[-1][0] == decoded == len(copy.content), (note, decoded)
         TOTALS.update(damaged_files=1)
     elif copy is None or not copy.note.startswith("utf-"):
         assert (ends[-1] if ledger else 0) == len(copy.content if copy else path.read_bytes()), note
