@@ -622,6 +622,18 @@ def test_files_without_a_byte_order_mark_and_full_of_nuls_are_rejected_whole(
     assert guess in records[0].detail and "Re-encode it as UTF-8" in records[0].detail
 
 
+@pytest.mark.parametrize("suffix, what", [(".gz", "gzip"), (".bz2", "bzip2"), (".xz", "xz"),
+                                          (".zst", "zstd")])
+def test_compressed_data_without_its_suffix_is_not_read_as_text(suffix, what):
+    """Read as UTF-8, the lines of compressed bytes that happen to decode were embedded."""
+    records = parse(COMPRESSORS[suffix](LINES), "a.txt")
+    assert [r.reason for r in records] == ["unsupported_encoding"]
+    assert f"{what}-compressed data (name it {suffix})" in records[0].detail
+    pq_buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": ["1"], "text": ["x"]}), pq_buffer)
+    assert "a Parquet file" in parse(pq_buffer.getvalue(), "a.jsonl")[0].detail
+
+
 def test_cjk_utf16_without_a_byte_order_mark_is_rejected():
     # Few NULs (only in the line breaks), but every line break sits next to one.
     records = parse(("中上文\n丁一二三\n" * 20).encode("utf-16-le"), "a.txt")

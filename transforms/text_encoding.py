@@ -2,6 +2,9 @@
 
 The rule (the README's "Damaged and foreign-encoded inputs" says the same):
 
+* a file that starts like compressed data, a zip archive or Parquet is not text,
+  whatever its name: it is rejected whole, as one ``unsupported_encoding`` dead
+  letter that says what it is;
 * a byte-order mark names the encoding: UTF-8, UTF-16 (LE/BE) or UTF-32 (LE/BE).
   UTF-16 and UTF-32 files are decoded as such (their lines are transcoded to
   UTF-8, so ids and offsets refer to the UTF-8 text);
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 from typing import NamedTuple, Optional
 
 SAMPLE_BYTES = 64 * 1024
@@ -59,8 +63,23 @@ class Rejection(NamedTuple):
     sample: bytes
 
 
+# Files that are not text at all, whatever their name says: read as UTF-8, their
+# bytes would give a few lines that happen to decode, and embed them.
+_NOT_TEXT = (
+    (re.compile(rb"\x1f\x8b\x08"), "gzip-compressed data (name it .gz)"),
+    (re.compile(rb"BZh[1-9]1AY&SY"), "bzip2-compressed data (name it .bz2)"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz-compressed data (name it .xz)"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd-compressed data (name it .zst)"),
+    (re.compile(rb"PK\x03\x04"), "a zip archive (unpack it)"),
+    (re.compile(rb"PAR1"), "a Parquet file (use --input_format parquet)"),
+)
+
+
 def sniff(sample: bytes) -> Encoding | Rejection:
     """The encoding of a file whose first bytes are ``sample``, or why it is refused."""
+    for magic, what in _NOT_TEXT:
+        if magic.match(sample):
+            return Rejection(f"the file is {what}, not text; nothing was read from it", sample)
     for bom, name in _BOMS:
         if sample.startswith(bom):
             return Encoding(name, len(bom))
