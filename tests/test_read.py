@@ -742,3 +742,14 @@ def test_damaged_and_foreign_inputs_through_the_cli(tmp_path, tiny_random_model)
     letters = read_dead_letters(f"{out}-errors")
     junk = next(d for d in letters if d["source"].startswith(f"{corpus}/junk.txt.gz"))
     assert "not gzip data" in junk["detail"] and "rest of the data is lost" not in junk["detail"]
+
+
+def test_a_damaged_file_of_known_size_is_not_read_to_its_end():
+    """On Cloud Storage the rest of a damaged 10 GB object is not downloaded for a message."""
+    whole = gzip.compress(LINES)
+    stream = io.BytesIO(whole[:100] + b"\xff" * 3_000_000)  # corrupt from byte 100 on
+    parser = RecordParser("text", "id", "text", None, None)
+    records = list(parser.parse("a.txt.gz", stream, size=100 + 3_000_000))
+    assert records[-1].reason == "damaged_stream"
+    assert "of the 3000100-byte file" in records[-1].detail
+    assert stream.tell() < 1_000_000

@@ -106,9 +106,10 @@ class StreamDamage(NamedTuple):
 class DecompressingReader(io.RawIOBase):
     """The decoded bytes of ``raw`` (a binary file object), every member in turn."""
 
-    def __init__(self, raw, codec: Codec):
+    def __init__(self, raw, codec: Codec, size: Optional[int] = None):
         super().__init__()
         self._raw = raw
+        self._size = size              # of the file, if known: spares reading its rest
         self._codec = codec
         self._decompressor = None      # None between members
         self._member_start = 0
@@ -297,13 +298,23 @@ class DecompressingReader(io.RawIOBase):
         self._set_damage(what, offset, lost_rest)
 
     def _set_damage(self, what: str, offset: int, lost_rest: bool) -> None:
-        rest, all_zero = _drain(self._raw)
-        size = self._consumed + len(self._pending) + rest
+        seen = self._consumed + len(self._pending)
+        # The rest is read only to tell zero padding from junk, and only when it is
+        # short or the file's size is unknown (a damaged 10 GB object on Cloud
+        # Storage is not downloaded to the end for a message).
+        if self._size is None or self._size - seen <= _ZERO_CHECK_BYTES:
+            rest, all_zero = _drain(self._raw)
+        else:
+            rest, all_zero = self._size - seen, False
+        size = seen + rest
         head_zero = not self._member_head.strip(b"\x00")
         if not lost_rest and all_zero and head_zero and not self._pending.strip(b"\x00"):
             what += "; they are all zero bytes (padding: probably nothing was lost)"
         self._pending = b""
         self.damage = StreamDamage(what, offset, size, self._decoded, lost_rest)
+
+
+_ZERO_CHECK_BYTES = 1 << 20
 
 
 def _drain(raw) -> tuple[int, bool]:

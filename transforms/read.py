@@ -185,8 +185,9 @@ class _ParseFileFn(beam.DoFn):
         # Raw bytes: Parquet needs random access, and the line formats are
         # decompressed by RecordParser, which notices damage (Beam's AUTO does not).
         with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            yield from self._outputs.route(
-                self._parser.parse(path, stream, compressed_name=readable_file.metadata.path))
+            yield from self._outputs.route(self._parser.parse(
+                path, stream, compressed_name=readable_file.metadata.path,
+                size=readable_file.metadata.size_in_bytes))
 
 
 Record = Union[Document, DeadLetter]
@@ -229,7 +230,7 @@ class RecordParser:
         self._max_text_bytes = max_text_bytes
 
     def parse(self, path: str, stream, compressed_name: Optional[str] = None,
-              ledger: Optional[list] = None) -> Iterator[Record]:
+              ledger: Optional[list] = None, size: Optional[int] = None) -> Iterator[Record]:
         """The records of one file, from its raw bytes ``stream``.
 
         Text, JSONL and CSV files are decompressed by the suffix of
@@ -237,7 +238,8 @@ class RecordParser:
         (transforms/text_encoding.py). ``ledger``, if given, receives a
         ``(start, end, what)`` tuple for every stretch of the decoded stream the
         parser consumed (a record, a blank line, the CSV header, the damaged
-        part); tests use it to check that every byte is accounted for.
+        part); tests use it to check that every byte is accounted for. ``size``
+        (the file's, if known) spares reading a damaged file to its end.
         """
         position = Position(ledger)
         if self.input_format == "parquet":
@@ -252,7 +254,7 @@ class RecordParser:
                     f"{type(error).__name__}: {error}",
                     position.source(path), "", None)
             return
-        source = TextSource(stream, compressed_name or path)
+        source = TextSource(stream, compressed_name or path, size)
         if isinstance(source.encoding, Rejection):
             position.span(0, None, "rejected")
             yield DeadLetter("unsupported_encoding", source.encoding.detail, f"{path}:1",

@@ -63,9 +63,9 @@ class TextSource:
     suffix (damage recorded, see transforms/decompress.py), its encoding decided
     from its first bytes (transforms/text_encoding.py)."""
 
-    def __init__(self, raw, name: str):
+    def __init__(self, raw, name: str, size: Optional[int] = None):
         codec = codec_for(name)
-        self._decompressor = DecompressingReader(raw, codec) if codec else None
+        self._decompressor = DecompressingReader(raw, codec, size) if codec else None
         stream = io.BufferedReader(self._decompressor, 1 << 16) if codec else raw
         sample = stream.read(SAMPLE_BYTES)
         self.encoding: Union[Encoding, Rejection] = sniff(sample)
