@@ -78,6 +78,7 @@ class TextSource:
             rest = TranscodingReader(rest, self.encoding.name)
         self.readline = io.BufferedReader(rest, 1 << 16).readline
         self.base_offset = 0 if self.encoding.transcoded else self.encoding.bom_bytes
+        self.lines_end = self.base_offset
 
     @property
     def damage(self) -> Optional[StreamDamage]:
@@ -90,7 +91,7 @@ class TextSource:
             if self.encoding.transcoded:
                 return self._foreign_error(line)
             return Utf8Error(error.start, line.start + error.start,
-                              line.content[error.start:error.start + 1], "UTF-8")
+                             line.content[error.start:error.start + 1], "UTF-8")
 
     def _foreign_error(self, line: Line) -> "Utf8Error":
         text = line.content.decode("utf-8", "surrogatepass")
