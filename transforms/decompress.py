@@ -13,6 +13,7 @@ readable, and the reader says exactly where the rest was lost.
 from __future__ import annotations
 
 import bz2
+import functools
 import io
 import lzma
 import zlib
@@ -72,6 +73,7 @@ def codec_for(path: str) -> Optional[Codec]:
     return next((codec for suffix, codec in CODECS.items() if name.endswith(suffix)), None)
 
 
+@functools.lru_cache(maxsize=None)
 def _decompression_errors() -> tuple:
     errors = [zlib.error, lzma.LZMAError, OSError, EOFError, ValueError]
     try:
@@ -157,9 +159,9 @@ class DecompressingReader(io.RawIOBase):
             out = self._decompressor.decompress(data)
         except _decompression_errors() as error:
             if backup is not None:
-                self._replay(backup, data)
+                self._replay(backup, data, error)
             elif self._member_bytes is not None:
-                self._replay_member(data)
+                self._replay_member(data, error)
             else:
                 self._pending = data + self._pending
                 self._broken(error)
@@ -172,16 +174,16 @@ class DecompressingReader(io.RawIOBase):
         else:
             self._consumed += len(data)
 
-    def _replay(self, decompressor, data: bytes) -> None:
+    def _replay(self, decompressor, data: bytes, error) -> None:
         """Feed the failing slice again one byte at a time, to keep every byte the
         stream decodes before the error (a gzip with a bad CRC decodes in full)."""
         self._decompressor = decompressor
         for i in range(len(data)):
             try:
                 out = decompressor.decompress(data[i:i + 1])
-            except _decompression_errors() as error:
+            except _decompression_errors() as byte_error:
                 self._pending = data[i:] + self._pending
-                self._broken(error)
+                self._broken(byte_error)
                 return
             self._emit(out)
             self._consumed += 1
@@ -189,9 +191,9 @@ class DecompressingReader(io.RawIOBase):
                 self._consumed -= len(decompressor.unused_data)
                 self._end_member(decompressor.unused_data + data[i + 1:])
                 return
-        raise AssertionError("the decompressor failed on a slice, not on its bytes")
+        self._broken(error)  # it failed on the slice but not on its bytes: stop anyway
 
-    def _replay_member(self, data: bytes) -> None:
+    def _replay_member(self, data: bytes, error) -> None:
         """_replay for decompressors without copy(): a new one decodes the member up
         to the failing slice again (its output was handed out already), then the
         slice goes in byte by byte."""
@@ -199,9 +201,9 @@ class DecompressingReader(io.RawIOBase):
         head = bytes(self._member_bytes[:len(self._member_bytes) - len(data)])
         try:
             again = len(decompressor.decompress(head)) if head else 0
-        except _decompression_errors() as error:  # not deterministic: give up here
+        except _decompression_errors() as head_error:  # not deterministic: give up here
             self._pending = data + self._pending
-            self._broken(error)
+            self._broken(head_error)
             return
         skip = self._member_output - again  # output the byte-wise replay repeats
         self._member_bytes = None
@@ -216,7 +218,7 @@ class DecompressingReader(io.RawIOBase):
                 dropped = min(skip, len(out))
                 skip -= dropped
                 return out[dropped:]
-        self._replay(Skipping(), data)
+        self._replay(Skipping(), data, error)
 
     def _end_member(self, unused: bytes) -> None:
         self._pending = unused + self._pending
