@@ -10,12 +10,17 @@ dead-lettered), and the ids shared by records that disagree (never embedded).
 """
 from __future__ import annotations
 
+import bz2
+import codecs
 import csv
 import dataclasses
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import random
+import zlib
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -151,7 +156,8 @@ class FuzzedCorpus:
         with open(path, "wb") as f:
             for i, content in enumerate(lines):
                 last = i == len(lines) - 1
-                f.write(content + (b"" if last and rng.random() < 0.5 else
+                # An empty last line without a line end would be no line at all.
+                f.write(content + (b"" if last and content and rng.random() < 0.5 else
                                    rng.choice((b"\n", b"\r\n"))))
         return out
 
@@ -272,8 +278,13 @@ class FuzzedCorpus:
             elif kind < 0.90:
                 raw(self.invalid_bytes(rng, _utf8(f"u{i},{self.clean_text(rng)}").replace(
                     b'"', b"'")))
-            elif kind < 0.95:
+            elif kind < 0.93:
                 raw(_utf8(f'q{i},"closed early"junk'))                # text after a closing quote
+            elif kind < 0.95:                                         # bad bytes inside a quoted
+                lines = [_utf8(self.clean_text(rng)).replace(b'"', b"'") for _ in range(3)]
+                bad = rng.randrange(3)                                 # multi-line field: the whole
+                lines[bad] = self.invalid_bytes(rng, lines[bad]).replace(b'"', b"'")  # record
+                raw(_utf8(f"m{i},") + b'"' + b"\n".join(lines) + b'"')             # is dead
             else:
                 raw(_utf8(f"n{i},a\x00b"))                            # NUL in a field
             if rng.random() < 0.02:
@@ -340,6 +351,96 @@ class FuzzedCorpus:
         out.records = self.n + 1
         out.faults += 1
         return out
+
+
+# Damaged and foreign-encoded copies ------------------------------------------------
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+    return zstandard.ZstdCompressor(write_checksum=True).compress(data)
+
+
+COMPRESSIONS = {
+    ".gz": lambda data: gzip.compress(data, mtime=0),
+    ".bz2": bz2.compress,
+    ".xz": lzma.compress,
+    ".lzma": lambda data: lzma.compress(data, format=lzma.FORMAT_ALONE),
+    ".zst": _zstd,
+    ".deflate": zlib.compress,
+}
+# name -> (Python codec, byte-order mark written first): None marks a file to refuse.
+ENCODINGS = {
+    "utf-8-sig": ("utf-8", codecs.BOM_UTF8), "utf-16-le-bom": ("utf-16-le", codecs.BOM_UTF16_LE),
+    "utf-16-be-bom": ("utf-16-be", codecs.BOM_UTF16_BE),
+    "utf-32-le-bom": ("utf-32-le", codecs.BOM_UTF32_LE),
+    "utf-32-be-bom": ("utf-32-be", codecs.BOM_UTF32_BE),
+    "utf-16-le": ("utf-16-le", None), "utf-16-be": ("utf-16-be", None),
+    "utf-32-le": ("utf-32-le", None),
+}
+
+
+@dataclasses.dataclass
+class Copy:
+    """A damaged or re-encoded copy of the start of a corpus file."""
+    path: object
+    content: bytes         # what it decodes to, as far as it can be decoded
+    note: str              # what was done to it, for failure messages
+    refused: bool = False  # must be one unsupported_encoding dead letter, whole
+    original: bytes = b""  # the UTF-8 bytes it was made from
+
+
+def write_copies(seed: int, source, directory, extension: str) -> list[Copy]:
+    """A compressed copy of the first sixteenth of ``source``, cut at a random offset
+    (or followed by junk, zeros or a second member), and a copy in a random
+    encoding, with or without a byte-order mark. Their records repeat the
+    original's (same ids, same texts), so they add reading, not embedding."""
+    rng = random.Random(f"{seed}:copies")
+    data = source.read_bytes()
+    cut = data.find(b"\n", len(data) // 16) + 1 or len(data)
+    head = data[:cut]
+    suffix = rng.choice(sorted(COMPRESSIONS))
+    compressed = COMPRESSIONS[suffix](head)
+    damage = rng.choice(("cut", "cut", "cut", "junk", "zeros", "members"))
+    if damage == "cut":
+        offset = rng.randint(0, len(compressed))
+        compressed, note = compressed[:offset], f"{suffix} cut at {offset} of {len(compressed)}"
+        head = _decodable(suffix, compressed)  # all that can be read back, independently
+    elif damage == "junk":
+        compressed, note = compressed + rng.randbytes(rng.randint(1, 64)), f"{suffix} + junk"
+    elif damage == "zeros":
+        compressed, note = compressed + b"\0" * rng.randint(1, 3000), f"{suffix} + zeros"
+    else:
+        compressed += COMPRESSIONS[suffix](head)
+        head, note = head + head, f"{suffix} two members"
+    copies = [Copy(directory / f"cut{extension}{suffix}", head, note)]
+    head = data[:cut]
+    copies[0].path.write_bytes(compressed)
+
+    name = rng.choice(sorted(ENCODINGS))
+    python_codec, bom = ENCODINGS[name]
+    # Bytes that are not UTF-8 stay invalid: surrogate escapes, written as lone
+    # surrogates, which no UTF-16/32 decoder accepts either.
+    text = head.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    body = text.encode(python_codec, "surrogatepass")
+    if name == "utf-8-sig":
+        body = head.removeprefix(codecs.BOM_UTF8)
+    encoded = (bom or b"") + body
+    copies.append(Copy(directory / f"encoded{extension}", encoded, name, refused=bom is None,
+                       original=head))
+    copies[1].path.write_bytes(encoded)
+    return copies
+
+
+def _decodable(suffix: str, compressed: bytes) -> bytes:
+    """What a plain streaming decoder gets out of a stream cut short (no error: the
+    decoders just stop), to check the reader's count against."""
+    import zstandard
+    decoder = {".gz": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+               ".deflate": zlib.decompressobj,
+               ".bz2": bz2.BZ2Decompressor, ".xz": lzma.LZMADecompressor,
+               ".lzma": lzma.LZMADecompressor,
+               ".zst": lambda: zstandard.ZstdDecompressor().decompressobj()}[suffix]()
+    return decoder.decompress(compressed)
 
 
 def _decodes(blob: bytes) -> bool:

@@ -371,3 +371,385 @@ def test_records_pickle_and_encode():
         assert pickle.loads(pickle.dumps(record)) == record
         coder = beam.coders.registry.get_coder(type(record))
         assert coder.decode(coder.encode(record)) == record
+
+
+# Parsing bytes directly (no pipeline): damaged, foreign-encoded and odd inputs ------
+
+import bz2  # noqa: E402
+import codecs  # noqa: E402
+import gzip  # noqa: E402
+import io  # noqa: E402
+import lzma  # noqa: E402
+import zlib  # noqa: E402
+
+import zstandard  # noqa: E402
+
+from tests.pipeline_helpers import fails_with  # noqa: E402
+from transforms.read import RecordParser, check_pattern_matches  # noqa: E402
+
+COMPRESSORS = {
+    ".gz": gzip.compress,
+    ".bz2": bz2.compress,
+    ".xz": lzma.compress,
+    ".lzma": lambda data: lzma.compress(data, format=lzma.FORMAT_ALONE),
+    ".zst": lambda data: zstandard.ZstdCompressor(write_checksum=True).compress(data),
+    ".deflate": zlib.compress,  # Beam's "deflate" is the zlib format
+}
+# Formats whose members can be concatenated (gzip -c a b, pbzip2, xz, zstd frames).
+MULTI_MEMBER = (".gz", ".bz2", ".xz", ".zst")
+LINES = b"".join(b"line number %d\n" % i for i in range(2000))
+A, B = b"".join(LINES.splitlines(True)[:100]), b"".join(LINES.splitlines(True)[100:200])
+
+
+def parse(data: bytes, name="in.txt", input_format=None, ledger=None, **fields):
+    parser = RecordParser(input_format or infer_input_format(name), fields.get("id_field", "id"),
+                          "text", None, None)
+    return list(parser.parse(name, io.BytesIO(data), ledger=ledger))
+
+
+def split(records):
+    documents = [r for r in records if isinstance(r, Document)]
+    return documents, [r for r in records if isinstance(r, DeadLetter)]
+
+
+def test_csv_record_with_a_bad_byte_is_one_dead_letter_whole():
+    """Finding 2: the bad middle line of a quoted field was cut out, and the record
+    was both embedded (altered) and dead-lettered (with no id)."""
+    documents, letters = split(parse(
+        b'id,text\n1,"first line\nbad \xff line\nlast line"\n2,ok\n', "in.csv"))
+    assert [(d.id, d.text) for d in documents] == [("2", "ok")]
+    assert [(d.reason, d.source) for d in letters] == [("invalid_utf8", "in.csv:2")]
+    assert "byte offset 4 of line 2 of the record (byte 26 of the file)" in letters[0].detail
+    assert letters[0].raw == '1,"first line\nbad \\xff line\nlast line"'
+    assert letters[0].id == "1"  # the id column itself is UTF-8
+
+
+@pytest.mark.parametrize("data, expected", [
+    # A bad byte on the first or the last line of a multi-line field.
+    (b'id,text\n1,"\xfe\nrest"\n2,ok\n', [("invalid_utf8", "x.csv:2")]),
+    (b'id,text\n1,"start\nend \xc0"\n2,ok\n', [("invalid_utf8", "x.csv:2")]),
+    # In a column that is not used: the record is still not UTF-8.
+    (b'id,text,other\n1,fine,\xff\n2,ok,x\n', [("invalid_utf8", "x.csv:2")]),
+    # An unterminated quote at the end: one malformed record, what came before kept.
+    (b'id,text\n2,ok\n3,"never\nclosed\n', [("malformed_record", "x.csv:3")]),
+])
+def test_csv_utf8_is_decided_per_record(data, expected):
+    documents, letters = split(parse(data, "x.csv"))
+    assert [(d.id, d.text) for d in documents] == [("2", "ok")]
+    assert [(d.reason, d.source) for d in letters] == expected
+
+
+def test_csv_unterminated_quote_names_the_lines_it_took():
+    _, letters = split(parse(b'id,text\n2,ok\n3,"never\nclosed\n4,more\n', "x.csv"))
+    assert "lines 3-5" in letters[0].detail and "never closed" in letters[0].detail
+
+
+def test_csv_header_that_is_not_utf8():
+    # In an unused column name: rows read normally.
+    documents, _ = split(parse(b'id,text,b\xffd\n1,one,x\n', "x.csv"))
+    assert [d.text for d in documents] == ["one"]
+    # In the text column's name: each row says the field is missing, and why.
+    _, letters = split(parse(b'id,te\xffxt\n1,one\n', "x.csv"))
+    assert [d.reason for d in letters] == ["missing_field"]
+    assert "the header (line 1) is not UTF-8" in letters[0].detail
+
+
+def test_json_value_type_is_spelled_right():
+    _, letters = split(parse(b"[1, 2]\n", "x.jsonl"))
+    assert letters[0].detail == "JSON value is an array, not an object"
+
+
+# Compressed inputs ----------------------------------------------------------------
+
+def check_cut(records, original: bytes):
+    """What a damaged stream must give: complete lines only, a prefix of the original,
+    and exactly one damaged_stream dead letter after them that names the damage."""
+    documents, letters = split(records)
+    damage = [d for d in letters if d.reason == "damaged_stream"]
+    assert len(damage) == 1 and records[-1] is damage[0], records[-3:]
+    kept = b"".join(d.text.encode() + b"\n" for d in documents)
+    assert original.startswith(kept)
+    assert all(d.text.encode() + b"\n" in original.splitlines(keepends=True) for d in documents)
+    partial = damage[0].raw.encode()
+    assert original[len(kept):].startswith(partial)
+    return documents, damage[0]
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+def test_compressed_input_cut_in_half(suffix):
+    """Finding 3: a gzip cut in half gave a partial line as a row and lost the rest
+    silently; a bzip2 cut in half gave nothing, with exit 0."""
+    whole = COMPRESSORS[suffix](LINES)
+    documents, damage = check_cut(parse(whole[:len(whole) // 2], "in.txt" + suffix), LINES)
+    assert "ends early" in damage.detail and "the rest of the data is lost" in damage.detail
+    assert f"at byte {len(whole) // 2} of the {len(whole) // 2}-byte file" in damage.detail
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+def test_compressed_input_followed_by_junk(suffix):
+    """Finding 3: a valid .gz followed by junk gave one dead letter and none of its lines."""
+    whole = COMPRESSORS[suffix](LINES)
+    documents, damage = check_cut(parse(whole + b"junk!", "in.txt" + suffix), LINES)
+    assert len(documents) == 2000
+    assert f"at byte {len(whole)} of the {len(whole) + 5}-byte file" in damage.detail
+    assert "(5 bytes) could not be decoded" in damage.detail
+    assert "the rest of the data is lost" not in damage.detail
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+def test_compressed_input_cut_at_every_offset(suffix):
+    """Every cut, header and trailer included: never a partial line as a row, never
+    silence, never an exception."""
+    original = A
+    whole = COMPRESSORS[suffix](original)
+    assert len(split(parse(whole, "a.txt" + suffix))[0]) == original.count(b"\n")
+    for cut in range(1, len(whole)):
+        ledger = []
+        records = parse(whole[:cut], "a.txt" + suffix, ledger=ledger)
+        documents, damage = check_cut(records, original)
+        # The ledger tiles the decoded bytes: records, then the cut line, then "lost".
+        assert [end for _, end, _ in ledger[:-1]] == [start for start, _, _ in ledger[1:]]
+        assert ledger[-1][1:] == (None, "lost") and (not ledger[:-1] or ledger[0][0] == 0)
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+def test_compressed_odd_but_whole_inputs(suffix):
+    compress = COMPRESSORS[suffix]
+    # An empty file: no records, no damage (like an empty plain file).
+    assert parse(b"", "a.txt" + suffix) == []
+    # Not compressed at all: the whole file is the damage, nothing is read as text.
+    records = parse(A, "a.txt" + suffix)
+    assert [r.reason for r in records] == ["damaged_stream"]
+    assert "is not" in records[0].detail or "corrupt" in records[0].detail
+    # Members one after the other, as gzip -c a b > ab.gz writes them.
+    if suffix in MULTI_MEMBER:
+        documents, letters = split(parse(compress(A) + compress(B), "a.txt" + suffix))
+        assert letters == [] and len(documents) == 200
+    # Zero padding after the last member (tape blocks, preallocated files).
+    records = parse(compress(A) + b"\0" * 1024, "a.txt" + suffix)
+    documents, letters = split(records)
+    assert len(documents) == 100
+    if suffix == ".xz":
+        assert letters == []  # xz allows padding in multiples of 4 bytes
+    elif suffix != ".lzma":
+        assert [d.reason for d in letters] == ["damaged_stream"]
+        assert "all zero bytes" in letters[0].detail
+
+
+def test_gzip_with_a_bad_crc_keeps_its_data():
+    whole = bytearray(gzip.compress(LINES))
+    whole[-8] ^= 0xFF  # the CRC-32 of the trailer
+    documents, letters = split(parse(bytes(whole), "a.txt.gz"))
+    assert len(documents) == 2000
+    assert [d.reason for d in letters] == ["damaged_stream"]
+    assert "incorrect data check" in letters[0].detail
+    assert f"decoded bytes 0-{len(LINES) - 1} came from that member" in letters[0].detail
+
+
+def test_damaged_jsonl_and_csv_keep_whole_records():
+    jsonl = b"".join(b'{"id": "%d", "text": "t %d"}\n' % (i, i) for i in range(500))
+    whole = gzip.compress(jsonl)
+    records = parse(whole[:len(whole) // 2], "a.jsonl.gz")
+    assert records[-1].reason == "damaged_stream"
+    assert all(isinstance(r, Document) for r in records[:-1])
+    csv_bytes = b"id,text\n" + b"".join(b'%d,"two\nlines %d"\n' % (i, i) for i in range(500))
+    whole = bz2.compress(csv_bytes)
+    for cut in (len(whole) // 3, len(whole) - 10):
+        records = parse(whole[:cut], "a.csv.bz2")
+        assert records[-1].reason == "damaged_stream"
+        for record in records[:-1]:  # a record cut between its lines is malformed, never a row
+            assert isinstance(record, Document) and record.text.startswith("two\nlines ") \
+                or record.reason == "malformed_record"
+
+
+def test_truncated_gzip_through_the_pipeline(tmp_path):
+    whole = gzip.compress(LINES)
+    (tmp_path / "cut.txt.gz").write_bytes(whole[:len(whole) // 2])
+    documents, dead_letters, counts = read_corpus(tmp_path, str(tmp_path / "cut.txt.gz"))
+    assert [d.reason for d in dead_letters] == ["damaged_stream"]
+    assert counts[counters.DEAD_LETTERED["damaged_stream"]] == 1
+    assert counts[counters.READ] == len(documents) + 1
+    assert all(d.text.startswith("line number ") and d.text[12:].isdigit() for d in documents)
+
+
+# Encodings ------------------------------------------------------------------------
+
+TEXT = "hello\n中上文\n丁一\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be-bom", "utf-32", "utf-32-be-bom",
+                                      "utf-8-sig"])
+def test_byte_order_marked_files_are_decoded(encoding):
+    """Finding 4: UTF-16 read as bytes split 上 (U+4E0A) at its 0x0A byte."""
+    if encoding.endswith("-be-bom"):
+        name = encoding[:-4]
+        data = codecs.BOM_UTF16_BE if "16" in name else codecs.BOM_UTF32_BE
+        data += TEXT.encode(name)
+    else:
+        data = TEXT.encode(encoding)
+    documents, letters = split(parse(data, "a.txt"))
+    assert letters == []
+    assert [d.text for d in documents] == ["hello", "中上文", "丁一"]
+    # Same text, same id, whatever the file's encoding.
+    assert documents[1].id == hashlib.sha256("中上文".encode()).hexdigest()
+    # Compressed too: the encoding is decided on the decoded bytes.
+    assert split(parse(gzip.compress(data), "a.txt.gz"))[0] == [
+        dataclasses.replace(d, source=d.source.replace("a.txt", "a.txt.gz")) for d in documents]
+    jsonl = '{"id": "a", "text": "中上文"}\n'
+    csv_text = 'id,text\na,"two\n中上文"\n'
+    for name, text, expected in (("a.jsonl", jsonl, "中上文"),
+                                 ("a.csv", csv_text, "two\n中上文")):
+        data = (codecs.BOM_UTF16_BE + text.encode("utf-16-be") if encoding == "utf-16-be-bom"
+                else text.encode(encoding) if not encoding.endswith("-bom")
+                else codecs.BOM_UTF32_BE + text.encode("utf-32-be"))
+        assert [d.text for d in split(parse(data, name))[0]] == [expected]
+
+
+@pytest.mark.parametrize("encoding, guess", [
+    ("utf-16-le", "UTF-16-LE"), ("utf-16-be", "UTF-16-BE"),
+    ("utf-32-le", "UTF-32-LE"), ("utf-32-be", "UTF-32-BE")])
+@pytest.mark.parametrize("name", ["a.txt", "a.jsonl", "a.csv", "a.txt.gz"])
+def test_files_without_a_byte_order_mark_and_full_of_nuls_are_rejected_whole(
+        encoding, guess, name):
+    """An ASCII UTF-16 file embedded every line with NULs between its characters."""
+    text = ('id,text\n1,hello\n2,world\n' if "csv" in name
+            else '{"id": "1", "text": "hello"}\n' if "jsonl" in name else "hello\nworld\n")
+    data = text.encode(encoding)
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+    records = parse(data, name)
+    assert [(r.reason, r.source) for r in records] == [("unsupported_encoding", f"{name}:1")]
+    assert guess in records[0].detail and "Re-encode it as UTF-8" in records[0].detail
+
+
+@pytest.mark.parametrize("suffix, what", [(".gz", "gzip"), (".bz2", "bzip2"), (".xz", "xz"),
+                                          (".zst", "zstd")])
+def test_compressed_data_without_its_suffix_is_not_read_as_text(suffix, what):
+    """Read as UTF-8, the lines of compressed bytes that happen to decode were embedded."""
+    records = parse(COMPRESSORS[suffix](LINES), "a.txt")
+    assert [r.reason for r in records] == ["unsupported_encoding"]
+    assert f"{what}-compressed data (name it {suffix})" in records[0].detail
+    pq_buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": ["1"], "text": ["x"]}), pq_buffer)
+    assert "a Parquet file" in parse(pq_buffer.getvalue(), "a.jsonl")[0].detail
+
+
+def test_cjk_utf16_without_a_byte_order_mark_is_rejected():
+    # Few NULs (only in the line breaks), but every line break sits next to one.
+    records = parse(("中上文\n丁一二三\n" * 20).encode("utf-16-le"), "a.txt")
+    assert [r.reason for r in records] == ["unsupported_encoding"]
+
+
+def test_invalid_code_units_in_a_utf16_file_are_one_record_each():
+    data = codecs.BOM_UTF16_LE + "good\n".encode("utf-16-le") + b"\x00\xd8" \
+        + "after a lone surrogate\nlast\n".encode("utf-16-le") + b"x"  # odd last byte
+    documents, letters = split(parse(data, "a.txt"))
+    assert [d.text for d in documents] == ["good", "last"]
+    assert [(d.reason, d.source) for d in letters] == [("invalid_utf8", "a.txt:2"),
+                                                      ("invalid_utf8", "a.txt:4")]
+    assert "invalid UTF-16-LE bytes 0x00 0xd8 at character offset 0" in letters[0].detail
+
+
+def test_latin1_and_stray_nuls_in_utf8():
+    # Latin-1: each line with a non-ASCII byte is its own invalid_utf8; ASCII lines read.
+    documents, letters = split(parse("plain\ncafé\nnaïve here\nend\n".encode("latin-1"),
+                                     "a.txt"))
+    assert [d.text for d in documents] == ["plain", "end"]
+    assert [d.source for d in letters] == ["a.txt:2", "a.txt:3"]
+    # A NUL in the middle of a UTF-8 file is text (not NUL-dense): kept.
+    documents, _ = split(parse(b"one\ntwo \x00 three\n" + b"more text\n" * 20, "a.txt"))
+    assert documents[1].text == "two \x00 three"
+
+
+# Input kinds: refused before the run, exit 2, naming --input ------------------------
+
+def test_input_that_is_a_directory(capsys, tmp_path):
+    """Finding 7: --input=some_dir exited 1 with IsADirectoryError and left beam-temp-*."""
+    (tmp_path / "some_dir").mkdir()
+    (tmp_path / "some_dir" / "a.txt").write_text("hello\n")
+    for pattern in (tmp_path / "some_dir", f"{tmp_path}/some_dir/"):
+        fails_with(capsys, [f"--input={pattern}", "--input_format=text",
+                            f"--output={tmp_path}/out/emb"],
+                   "--input", "is a directory", "some_dir/*")
+        with pytest.raises(ValueError, match="is a directory"):
+            infer_input_format(str(pattern))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_input_kinds_that_are_not_files(tmp_path, caplog):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("hello\n")
+    (tmp_path / "d" / "sub.txt").mkdir()  # a directory among files: Beam skips it, we say so
+    os.symlink("nowhere.txt", tmp_path / "d" / "dangling.txt")  # skipped the same way
+    check_pattern_matches(str(tmp_path / "d" / "*.txt"))
+    assert "sub.txt" in caplog.text and "dangling.txt" in caplog.text
+    assert "which are not read" in caplog.text
+    os.mkfifo(tmp_path / "fifo.txt")  # must not block: it is never opened
+    with pytest.raises(ValueError, match="named pipe"):
+        check_pattern_matches(str(tmp_path / "fifo.txt"))
+    with pytest.raises(ValueError, match="a device"):
+        check_pattern_matches("/dev/null")
+    os.symlink("loop2.txt", tmp_path / "loop1.txt")
+    os.symlink("loop1.txt", tmp_path / "loop2.txt")
+    with pytest.raises(ValueError, match="leads nowhere"):
+        check_pattern_matches(str(tmp_path / "loop1.txt"))
+    os.symlink(tmp_path / "d" / "a.txt", tmp_path / "link.txt")  # a link to a file is fine
+    check_pattern_matches(str(tmp_path / "link.txt"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_input_file(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_text("hello\n")
+    path.chmod(0)
+    with pytest.raises(ValueError, match="cannot be read"):
+        check_pattern_matches(str(path))
+
+
+def test_empty_input_files_are_read_as_no_records(tmp_path, caplog):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "empty.txt.gz").write_bytes(b"")
+    (tmp_path / "one.txt").write_text("hello\n")
+    check_pattern_matches(str(tmp_path / "*.txt*"))
+    assert "2 of the 3 matched files are empty" in caplog.text
+    documents, dead_letters, counts = read_corpus(tmp_path, str(tmp_path / "*.txt*"),
+                                                  input_format="text")
+    assert [d.text for d in documents] == ["hello"] and dead_letters == []
+
+
+def test_damaged_and_foreign_inputs_through_the_cli(tmp_path, tiny_random_model):
+    """Findings 3 and 4 as the issue ran them: exit 0 before, with rows missing or
+    garbage embedded, and nothing in the summary to say so."""
+    from tests.pipeline_helpers import module_args, read_dead_letters, read_parquet_rows, run_cli
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    whole = gzip.compress(LINES)
+    (corpus / "cut.txt.gz").write_bytes(whole[:len(whole) // 2])
+    (corpus / "junk.txt.gz").write_bytes(gzip.compress(A) + b"junk")
+    cut_bz2 = bz2.compress(B)
+    (corpus / "cut.txt.bz2").write_bytes(cut_bz2[:len(cut_bz2) // 2])
+    (corpus / "utf16.txt").write_bytes(TEXT.encode("utf-16"))
+    (corpus / "ascii16.txt").write_bytes("hello\nworld\n".encode("utf-16-le"))
+    out = str(tmp_path / "out" / "emb")
+    summary = run_cli(f"--input={corpus}/*", "--input_format=text", f"--output={out}",
+                      "--keep_text", *module_args(tiny_random_model))
+    assert summary["dead_lettered"] == {"damaged_stream": 3, "unsupported_encoding": 1}
+    texts = {row["text"] for row in read_parquet_rows(out).values()}
+    assert {"hello", "中上文", "丁一"} <= texts
+    assert all(t in {"hello", "中上文", "丁一"} or t.startswith("line number ") and
+               t[12:].isdigit() for t in texts)
+    assert summary["read"] == summary["embedded"] + 4 + summary["duplicates"]
+    letters = read_dead_letters(f"{out}-errors")
+    junk = next(d for d in letters if d["source"].startswith(f"{corpus}/junk.txt.gz"))
+    assert "not gzip data" in junk["detail"] and "rest of the data is lost" not in junk["detail"]
+
+
+def test_a_damaged_file_of_known_size_is_not_read_to_its_end():
+    """On Cloud Storage the rest of a damaged 10 GB object is not downloaded for a message."""
+    whole = gzip.compress(LINES)
+    stream = io.BytesIO(whole[:100] + b"\xff" * 3_000_000)  # corrupt from byte 100 on
+    parser = RecordParser("text", "id", "text", None, None)
+    records = list(parser.parse("a.txt.gz", stream, size=100 + 3_000_000))
+    assert records[-1].reason == "damaged_stream"
+    assert "of the 3000100-byte file" in records[-1].detail
+    assert stream.tell() < 1_000_000

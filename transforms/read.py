@@ -7,22 +7,25 @@ becomes a DeadLetter that says why and where.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
-import lzma
-import zlib
 from typing import Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 import pyarrow
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
+from transforms.decompress import CODECS
+# check_pattern_matches is part of this module's interface (pipeline/config.py uses it).
+from transforms.input_files import check_not_a_directory, check_pattern_matches  # noqa: F401
 from transforms.records import (RAW_PREFIX_BYTES, DeadLetter, Document, encodable,
                                 raw_prefix)
 from transforms.shards import absolute
+from transforms.text_encoding import Rejection
+from transforms.text_source import Line, Position, TextSource, Utf8Error, lines
 
 INPUT_FORMATS = ("text", "jsonl", "csv", "parquet")
 
@@ -35,17 +38,16 @@ _FORMAT_BY_EXTENSION = {
     ".csv": "csv",
     ".parquet": "parquet",
 }
-# Suffixes Beam's CompressionTypes.AUTO decompresses transparently when reading.
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".xz", ".lzma")
-
-_UTF8_BOM = b"\xef\xbb\xbf"
+# Suffixes of the compressions the line formats are read in (transforms/decompress.py).
+_COMPRESSION_SUFFIXES = tuple(CODECS)
 # Python's csv module refuses fields over 128 KiB by default; corpus documents can
 # be megabytes long, and length limits are the tokenizer's business, not the reader's.
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
 
-# Errors that mean the bytes of a file are corrupt (not that reading it failed for
-# a passing reason, like a network error, which must fail the bundle so it retries).
-_CORRUPT_FILE_ERRORS = (zlib.error, lzma.LZMAError, EOFError, pyarrow.ArrowInvalid)
+# Errors that mean the bytes of a Parquet file are corrupt (not that reading it failed
+# for a passing reason, like a network error, which must fail the bundle so it
+# retries). Compressed line formats never raise: transforms/decompress.py reports.
+_CORRUPT_FILE_ERRORS = (pyarrow.ArrowInvalid, EOFError)
 
 DOCUMENTS_TAG = "documents"
 DEAD_LETTERS_TAG = "dead_letters"
@@ -63,8 +65,10 @@ class ReadResult(NamedTuple):
 def infer_input_format(file_pattern: str) -> str:
     """The input format implied by the pattern's extension (ignoring .gz and co).
 
-    Raises ValueError, naming the ``--input_format`` option, when it cannot tell.
+    Raises ValueError, naming the ``--input_format`` option, when it cannot tell, and
+    for a local directory (which has no format: its files do).
     """
+    check_not_a_directory(file_pattern)
     name = file_pattern.lower()
     compression = next((s for s in _COMPRESSION_SUFFIXES if name.endswith(s)), "")
     stem = name[:len(name) - len(compression)]
@@ -111,7 +115,11 @@ class ReadCorpus(beam.PTransform):
     Parquet). Blank lines in JSONL and CSV files separate records and are not
     records; in text files they are, and are dead-lettered as ``empty_text``.
     JSONL/CSV/Parquet records whose id or text is present but empty are
-    dead-lettered as ``missing_field`` and ``empty_text`` respectively.
+    dead-lettered as ``missing_field`` and ``empty_text`` respectively. A damaged
+    compressed file keeps the records decoded before the damage and adds one
+    ``damaged_stream`` dead letter; a file in an encoding that is not read is one
+    ``unsupported_encoding`` dead letter (the README's "Damaged and
+    foreign-encoded inputs" says exactly what is promised).
     """
 
     def __init__(
@@ -162,16 +170,6 @@ class ReadCorpus(beam.PTransform):
         return ReadResult(documents, parsed[DEAD_LETTERS_TAG])
 
 
-def check_pattern_matches(file_pattern: str) -> None:
-    try:
-        matched = FileSystems.match([absolute(file_pattern)])[0].metadata_list
-    except Exception as error:  # BeamIOError for a missing bucket or path, etc.
-        raise ValueError(
-            f"--input {file_pattern!r} cannot be matched: {error}") from error
-    if not matched:
-        raise ValueError(f"--input {file_pattern!r} matches no files")
-
-
 class _ParseFileFn(beam.DoFn):
     """ReadableFile -> Documents (main output) and DeadLetters (tagged)."""
 
@@ -180,18 +178,16 @@ class _ParseFileFn(beam.DoFn):
 
     def setup(self):
         self._outputs = RecordOutputs()
-        if self._parser.input_format == "csv":
-            csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))
 
     def process(self, readable_file: fileio.ReadableFile):
         # Only the name in ``source`` is escaped: the file opens by its real path.
         path = encodable(readable_file.metadata.path)
-        # Parquet needs random access; the line formats are decompressed by suffix.
-        compression = (CompressionTypes.UNCOMPRESSED
-                       if self._parser.input_format == "parquet"
-                       else CompressionTypes.AUTO)
-        with readable_file.open(compression_type=compression) as stream:
-            yield from self._outputs.route(self._parser.parse(path, stream))
+        # Raw bytes: Parquet needs random access, and the line formats are
+        # decompressed by RecordParser, which notices damage (Beam's AUTO does not).
+        with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            yield from self._outputs.route(self._parser.parse(
+                path, stream, compressed_name=readable_file.metadata.path,
+                size=readable_file.metadata.size_in_bytes))
 
 
 Record = Union[Document, DeadLetter]
@@ -233,93 +229,119 @@ class RecordParser:
         self._text_pair_field = text_pair_field
         self._max_text_bytes = max_text_bytes
 
-    def parse(self, path: str, stream) -> Iterator[Record]:
-        parse_format = {
-            "text": self._parse_text,
-            "jsonl": self._parse_jsonl,
-            "csv": self._parse_csv,
-            "parquet": self._parse_parquet,
-        }[self.input_format]
-        position = _Position()
-        try:
-            yield from parse_format(path, stream, position)
-        except _CORRUPT_FILE_ERRORS as error:
-            # A corrupt .gz or a file that is not Parquet: what was read stands, the
-            # unreadable rest becomes one dead letter instead of a failed job.
-            yield DeadLetter(
-                "malformed_record",
-                f"unreadable {self.input_format} file after {position.describe()}: "
-                f"{type(error).__name__}: {error}",
-                position.source(path), "", None)
+    def parse(self, path: str, stream, compressed_name: Optional[str] = None,
+              ledger: Optional[list] = None, size: Optional[int] = None) -> Iterator[Record]:
+        """The records of one file, from its raw bytes ``stream``.
+
+        Text, JSONL and CSV files are decompressed by the suffix of
+        ``compressed_name`` (default ``path``) and their encoding is decided once
+        (transforms/text_encoding.py). ``ledger``, if given, receives a
+        ``(start, end, what)`` tuple for every stretch of the decoded stream the
+        parser consumed (a record, a blank line, the CSV header, the damaged
+        part); tests use it to check that every byte is accounted for. ``size``
+        (the file's, if known) spares reading a damaged file to its end.
+        """
+        position = Position(ledger)
+        if self.input_format == "parquet":
+            try:
+                yield from self._parse_parquet(path, stream, position)
+            except _CORRUPT_FILE_ERRORS as error:
+                # A file that is not Parquet: what was read stands, the unreadable rest
+                # becomes one dead letter instead of a failed job.
+                yield DeadLetter(
+                    "malformed_record",
+                    f"unreadable parquet file after {position.describe()}: "
+                    f"{type(error).__name__}: {error}",
+                    position.source(path), "", None)
+            return
+        source = TextSource(stream, compressed_name or path, size)
+        if isinstance(source.encoding, Rejection):
+            position.span(0, None, "rejected")
+            yield DeadLetter("unsupported_encoding", source.encoding.detail, f"{path}:1",
+                             raw_prefix(source.encoding.sample))
+            return
+        parse_format = {"text": self._parse_text, "jsonl": self._parse_jsonl,
+                        "csv": self._parse_csv}[self.input_format]
+        yield from parse_format(path, source, position)
+        if source.damage is not None:
+            yield source.damage_dead_letter(path, position)
 
     # Plain text -------------------------------------------------------------------
 
-    def _parse_text(self, path, stream, position) -> Iterator[Record]:
-        for line_number, offset, content, _ in _lines(stream, position):
-            source = f"{path}:{line_number}"
-            text = _decode_line(content, offset)
-            if isinstance(text, _Utf8Error):
-                yield text.dead_letter(source, content)
+    def _parse_text(self, path, source, position) -> Iterator[Record]:
+        for line in lines(source, position):
+            source_name = f"{path}:{line.number}"
+            position.line(line, "record")
+            text = source.decode(line)
+            if isinstance(text, Utf8Error):
+                yield text.dead_letter(source_name, line.content)
                 continue
             if not text.strip():
-                yield DeadLetter("empty_text", _empty_detail(text, "line"), source,
-                                 raw_prefix(content))
+                yield DeadLetter("empty_text", _empty_detail(text, "line"), source_name,
+                                 raw_prefix(line.content))
                 continue
-            too_long = self._too_long(text, None, source, content, None)
+            too_long = self._too_long(text, None, source_name, line.content, None)
             if too_long:
                 yield too_long
                 continue
             # The id identifies the text itself, so a re-run or a copy of the same
-            # line anywhere in the corpus gets the same id (and deduplicates).
-            yield Document(hashlib.sha256(content).hexdigest(), text, None, source)
+            # line anywhere in the corpus gets the same id (and deduplicates). For a
+            # UTF-16/32 file, content is the UTF-8 transcoding: the same text, same id.
+            yield Document(hashlib.sha256(line.content).hexdigest(), text, None, source_name)
 
     # JSON lines ---------------------------------------------------------------------
 
-    def _parse_jsonl(self, path, stream, position) -> Iterator[Record]:
-        for line_number, offset, content, _ in _lines(stream, position):
+    def _parse_jsonl(self, path, source, position) -> Iterator[Record]:
+        for line in lines(source, position):
+            content = line.content
             if not content.strip():
+                position.line(line, "blank")
                 continue
-            source = f"{path}:{line_number}"
-            text = _decode_line(content, offset)
-            if isinstance(text, _Utf8Error):
-                yield text.dead_letter(source, content)
+            position.line(line, "record")
+            source_name = f"{path}:{line.number}"
+            text = source.decode(line)
+            if isinstance(text, Utf8Error):
+                yield text.dead_letter(source_name, content)
                 continue
             try:
                 value = json.loads(text)
             except (ValueError, RecursionError) as error:
                 yield DeadLetter("malformed_record", f"invalid JSON: {error}",
-                                 source, raw_prefix(content))
+                                 source_name, raw_prefix(content))
                 continue
             if not isinstance(value, dict):
                 yield DeadLetter(
                     "malformed_record",
-                    f"JSON value is a {_type_name(value)}, not an object",
-                    source, raw_prefix(content))
+                    f"JSON value is {_type_name(value)}, not an object",
+                    source_name, raw_prefix(content))
                 continue
-            yield self.from_fields(value, source, content)
+            yield self.from_fields(value, source_name, content)
 
     # CSV ------------------------------------------------------------------------------
 
-    def _parse_csv(self, path, stream, position) -> Iterator[Record]:
+    def _parse_csv(self, path, source, position) -> Iterator[Record]:
         # csv.reader pulls decoded lines (with their line ends, which quoted
-        # multi-line fields need) from a generator; lines that are not UTF-8 are set
-        # aside as dead letters and yielded before the record that follows them.
-        pending: list[DeadLetter] = []
+        # multi-line fields need) from a generator. Whether a record is UTF-8 is
+        # decided for the record, never for one of its lines: bytes that are not
+        # UTF-8 pass through csv as surrogate escapes, and the record holding them
+        # becomes one invalid_utf8 dead letter, whole.
         record = _CsvRecordLines()
 
         def decoded_lines():
-            for line_number, offset, content, ending in _lines(stream, position):
-                text = _decode_line(content, offset)
-                if isinstance(text, _Utf8Error):
-                    pending.append(text.dead_letter(f"{path}:{line_number}", content))
-                    continue
-                record.add(line_number, content + ending)
-                yield text + ending.decode("ascii")
+            for line in lines(source, position):
+                text = source.decode(line)
+                if isinstance(text, Utf8Error):
+                    record.add(line, text)
+                    text = line.content.decode("utf-8", "surrogateescape")
+                else:
+                    record.add(line, None)
+                yield text + line.ending.decode("ascii")
 
+        csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_SIZE_LIMIT))  # process-wide
         # strict: otherwise an unclosed quote silently swallows the rest of the file
         # into one field; strictly, it is one malformed record.
         reader = csv.reader(decoded_lines(), strict=True)
-        header = None
+        header, header_error = None, None
         while True:
             record.reset()
             try:
@@ -329,26 +351,43 @@ class RecordParser:
                 break
             except csv.Error as csv_error:
                 row, error = None, csv_error
-            yield from pending
-            pending.clear()
-            source = f"{path}:{record.first_line}"
+            source_name = f"{path}:{record.first_line}"
             if error is not None:
-                yield DeadLetter("malformed_record", f"invalid CSV: {error}", source,
-                                 raw_prefix(record.raw))
+                position.span(record.start, record.end, "record")
+                yield DeadLetter("malformed_record", record.describe_csv_error(error),
+                                 source_name, raw_prefix(record.raw))
                 continue
             if not row:
+                position.span(record.start, record.end, "blank")
                 continue  # a blank line
             if header is None:
-                header = row
+                position.span(record.start, record.end, "header")
+                header, header_error = row, record.utf8_error
+                continue
+            position.span(record.start, record.end, "record")
+            if record.utf8_error is not None:
+                letter = record.utf8_error.dead_letter(
+                    source_name, record.raw,
+                    record.utf8_error_line if record.last_line != record.first_line else None)
+                doc_id = dict(zip(header, row)).get(self._id_field)
+                if len(row) == len(header) and doc_id and _as_text(doc_id) == doc_id:
+                    letter = dataclasses.replace(letter, id=doc_id)  # its id is readable
+                yield letter
                 continue
             if len(row) != len(header):
                 yield DeadLetter(
                     "malformed_record",
                     f"row has {len(row)} fields, the header has {len(header)}",
-                    source, raw_prefix(record.raw))
+                    source_name, raw_prefix(record.raw))
                 continue
-            yield self.from_fields(dict(zip(header, row)), source, record.raw)
-        yield from pending
+            result = self.from_fields(dict(zip(header, row)), source_name, record.raw)
+            if header_error is not None and isinstance(result, DeadLetter) \
+                    and result.reason == "missing_field":
+                # Column names that are not UTF-8 never match a field option.
+                result = dataclasses.replace(
+                    result, detail=f"{result.detail}; the header (line 1) is not UTF-8: "
+                    f"{header_error.describe(None)}")
+            yield result
 
     # Parquet -------------------------------------------------------------------------
 
@@ -430,71 +469,6 @@ class RecordParser:
             f"{self._max_text_bytes}", source, raw_prefix(raw), doc_id)
 
 
-class _Position:
-    """Where a parser is in its file, for the message if the file breaks off."""
-
-    def __init__(self):
-        self.next_line = 1
-        self.unit = "line"
-
-    def describe(self) -> str:
-        if self.unit == "row":
-            return f"{self.next_line} rows"
-        return f"{self.next_line - 1} lines"
-
-    def source(self, path: str) -> str:
-        if self.unit == "row":
-            return f"{path}:row {self.next_line}"
-        return f"{path}:{self.next_line}"
-
-
-def _lines(stream, position: _Position) -> Iterator[tuple[int, int, bytes, bytes]]:
-    """(1-based line number, byte offset, content, line ending) for each line.
-
-    Reads bytes, so nothing is decoded yet; a UTF-8 byte-order mark at the start of
-    the file is dropped. Only "\\n" and "\\r\\n" end lines: a lone "\\r" or other
-    Unicode line separators stay inside the text, as they would for Beam's
-    ReadFromText.
-    """
-    offset = 0
-    line_number = 0
-    for line in iter(stream.readline, b""):
-        line_number += 1
-        position.next_line = line_number + 1
-        start = offset
-        offset += len(line)
-        if line_number == 1 and line.startswith(_UTF8_BOM):
-            line = line[len(_UTF8_BOM):]
-            start += len(_UTF8_BOM)
-        if line.endswith(b"\r\n"):
-            content, ending = line[:-2], b"\r\n"
-        elif line.endswith(b"\n"):
-            content, ending = line[:-1], b"\n"
-        else:
-            content, ending = line, b""
-        yield line_number, start, content, ending
-
-
-class _Utf8Error(NamedTuple):
-    line_offset: int
-    file_offset: int
-    byte: int
-
-    def dead_letter(self, source: str, content: bytes) -> DeadLetter:
-        return DeadLetter(
-            "invalid_utf8",
-            f"invalid UTF-8 byte 0x{self.byte:02x} at byte offset {self.line_offset} "
-            f"of the line (byte {self.file_offset} of the file)",
-            source, raw_prefix(content))
-
-
-def _decode_line(content: bytes, offset: int) -> Union[str, _Utf8Error]:
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return _Utf8Error(error.start, offset + error.start, content[error.start])
-
-
 class _FieldUtf8Error(NamedTuple):
     position: int
     what: str
@@ -524,20 +498,38 @@ def _as_text(value: Union[str, bytes]) -> Union[str, _FieldUtf8Error]:
 
 
 class _CsvRecordLines:
-    """The physical lines of the CSV record being parsed: first line and raw bytes."""
+    """The physical lines of the CSV record being parsed: where it starts and ends,
+    its raw bytes, and the first line that is not valid in the file's encoding."""
 
     def __init__(self):
         self.reset()
 
     def reset(self):
         self.first_line: Optional[int] = None
+        self.last_line: Optional[int] = None
+        self.start = self.end = None
+        self.utf8_error: Optional[Utf8Error] = None
+        self.utf8_error_line: Optional[int] = None  # 1-based within the record
         self._raw = bytearray()
 
-    def add(self, line_number: int, line: bytes):
+    def add(self, line: Line, utf8_error: Optional[Utf8Error]):
         if self.first_line is None:
-            self.first_line = line_number
+            self.first_line, self.start = line.number, line.start
+        self.last_line, self.end = line.number, line.end
+        if utf8_error is not None and self.utf8_error is None:
+            self.utf8_error = utf8_error
+            self.utf8_error_line = line.number - self.first_line + 1
         if len(self._raw) <= RAW_PREFIX_BYTES:
-            self._raw += line
+            self._raw += line.content + line.ending
+
+    def describe_csv_error(self, error: csv.Error) -> str:
+        detail = f"invalid CSV: {error}"
+        if self.last_line is not None and self.last_line != self.first_line:
+            detail += f" (the record spans lines {self.first_line}-{self.last_line})"
+        if "unexpected end of data" in str(error):
+            detail += ("; a quoted field is never closed, so the record runs to the end "
+                       "of the file")
+        return detail
 
     @property
     def raw(self) -> bytes:

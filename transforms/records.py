@@ -23,6 +23,12 @@ REASONS = (
     "too_long",
     "duplicate_id",
     "inference_error",
+    # A compressed file cut short, corrupt, or followed by bytes that are not part of
+    # it: one per damaged file, saying where and what was lost (see transforms/decompress.py).
+    "damaged_stream",
+    # A file in an encoding that is not read (UTF-16/32 without a byte-order mark,
+    # NUL-dense bytes): the whole file, as one dead letter (see transforms/text_encoding.py).
+    "unsupported_encoding",
 )
 
 # A dead letter keeps a prefix of the raw input only: enough to find and eyeball the
