@@ -130,9 +130,10 @@ class TextEncoder:
             arrays.append(np.asarray(lengths, np.int64))
         return arrays
 
-    def embed(self, pieces: Sequence[Piece]) -> np.ndarray:
+    def embed(self, pieces: Sequence[Piece], seq_length: Optional[int] = None) -> np.ndarray:
+        """Vectors of ``pieces``, packed to their length class (or to ``seq_length``)."""
         arrays = self._segment_arrays(pieces)
-        seq_length = np.int32(self.padded_length(pieces))
+        seq_length = np.int32(seq_length or self.padded_length(pieces))
         return self._pack_and_encode[len(arrays) // 2](*arrays, seq_length).numpy()
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
