@@ -114,7 +114,9 @@ def probe_embedding(config: RunConfig) -> None:
     pair = bool(o.text_pair_field)
     try:
         try:
-            embedder.probe(text_pair="probe" if pair else None)
+            probe.check_finite(embedder.probe(text_pair="probe" if pair else None), "the probe text")
+        except probe.ProbeFailure:
+            raise
         except Exception as e:  # TensorFlow raises many types; the message says what failed
             if pair:
                 probe.check_pairs(embedder, encoder, e, error_text,

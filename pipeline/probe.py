@@ -81,6 +81,15 @@ def check_pairs(embedder, encoder, error: Exception, error_text: Callable[[Excep
                        "text pairs, or embed single texts")
 
 
+def check_finite(vector, what: str) -> None:
+    """Workers turn a NaN or infinite vector into a dead letter; if the probe gets one,
+    every record would."""
+    import numpy as np
+    if not np.isfinite(vector).all():
+        raise ProbeFailure(f"--precision: the encoder gave a NaN or infinite embedding for {what}; "
+                           "use --precision float32, or another encoder")
+
+
 def check_max_length(embedder, encoder, max_seq_length: int, pair: bool, on_gpu: bool,
                      error_text: Callable[[Exception], str]) -> None:
     """Embed an input of ``max_seq_length`` tokens; raise ProbeFailure naming the option
@@ -89,7 +98,7 @@ def check_max_length(embedder, encoder, max_seq_length: int, pair: bool, on_gpu:
 
     table = declared_table(encoder, _POSITION_TABLE)
     try:
-        embedded = embedder.probe_length(max_seq_length, pair=pair)
+        embedded, vector = embedder.probe_length(max_seq_length, pair=pair)
     except tf.errors.ResourceExhaustedError as e:
         # The launcher is often a smaller machine than the workers: not a verdict.
         logging.warning("the launcher ran out of memory embedding a probe of --max_seq_length "
@@ -98,6 +107,7 @@ def check_max_length(embedder, encoder, max_seq_length: int, pair: bool, on_gpu:
     except tf.errors.OpError as e:
         failure = error_text(e)
     else:
+        check_finite(vector, f"an input of {embedded} tokens")
         if embedded < max_seq_length:
             logging.warning("the probe text gave only %d tokens; --max_seq_length %d is checked "
                             "up to that length", embedded, max_seq_length)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tests.pipeline_helpers import read_dead_letters, read_parquet_rows
 from transforms import counters
 from transforms.embed import EmbedText
-from transforms.encode import EmbeddingSpec, TextEncoder
+from transforms.encode import NON_FINITE, EmbeddingSpec, TextEncoder
 from transforms.records import RAW_PREFIX_BYTES, Document, raw_prefix
 from transforms.write import WriteDeadLetters, WriteEmbeddings
 
@@ -58,3 +58,39 @@ def test_inference_errors_keep_the_first_kib(tmp_path, tiny_random_model, long_t
     assert long_raw.startswith(POISON + " déjà vu 中文")
     assert RAW_PREFIX_BYTES - 3 <= len(long_raw.encode()) <= RAW_PREFIX_BYTES
     assert totals.get(counters.TRUNCATED, 0) == 0  # the truncated text became a dead letter
+
+
+class NaNOnPoison(TextEncoder):
+    """The real encoder, except that a piece holding the poison word comes out NaN, as
+    float16 overflowing would make it."""
+
+    def embed(self, pieces, seq_length=None):
+        import numpy as np
+        vectors = super().embed(pieces, seq_length)
+        poison = set(self._preprocessor.tokenize(tf.constant([POISON])).flat_values.numpy())
+        for i, piece in enumerate(pieces):
+            if any(poison & set(segment) for segment in piece.segments):
+                vectors[i, 3] = np.nan
+        return vectors
+
+
+def test_a_nan_embedding_is_a_dead_letter_not_a_row(tmp_path, tiny_random_model):
+    prefix = str(tmp_path / "emb")
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        result = (p | beam.Create(documents())
+                  | EmbedText(tiny_random_model.preprocessor, tiny_random_model.encoder,
+                              EmbeddingSpec(max_seq_length=64), encoder_class=NaNOnPoison))
+        result.rows | WriteEmbeddings(prefix, dim=32)
+        result.dead_letters | WriteDeadLetters(f"{prefix}-errors")
+    assert set(read_parquet_rows(prefix)) == {"ok"}
+    letters = read_dead_letters(f"{prefix}-errors")
+    assert {(letter["id"], letter["detail"]) for letter in letters} == {
+        ("short-bad", NON_FINITE), ("long-bad", NON_FINITE)}
+
+
+def test_the_probe_refuses_a_nan_embedding():
+    import numpy as np
+    from pipeline.probe import ProbeFailure, check_finite
+    check_finite(np.zeros(4, np.float32), "x")
+    with pytest.raises(ProbeFailure, match="--precision"):
+        check_finite(np.array([0, np.inf], np.float32), "x")

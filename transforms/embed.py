@@ -133,12 +133,13 @@ class EmbedText(beam.PTransform):
             raise ValueError(f"the probe text became a dead letter: {pieces.reason}: {pieces.detail}")
         return self._encoder.load_model().embed(pieces)[0]
 
-    def probe_length(self, n_tokens: Optional[int] = None, pair: bool = False) -> int:
+    def probe_length(self, n_tokens: Optional[int] = None, pair: bool = False) -> tuple[int, np.ndarray]:
         """Embed one input of ``n_tokens`` tokens, special tokens included (default:
         ``max_seq_length``, the longest input a worker gives the encoder, whatever the
         long-text policy: truncated texts and chunk windows are that long), one text
-        or a pair trimmed round-robin as the workers trim. Returns the length embedded,
-        which is ``n_tokens`` unless the tokenizer made fewer tokens of the probe text.
+        or a pair trimmed round-robin as the workers trim. Returns the length embedded
+        (``n_tokens`` unless the tokenizer made fewer tokens of the probe text) and the
+        vector.
 
         Raises what the encoder raises, e.g. for a length beyond its position table.
         """
@@ -152,8 +153,8 @@ class EmbedText(beam.PTransform):
                            LongTextPolicy("truncate", n_tokens), tokenizer.special_tokens(num_segments),
                            keep_text=False)
         # Packed to exactly that length: the length classes would round it up.
-        self._encoder.load_model().embed(pieces, seq_length=pieces[0].n_tokens)
-        return pieces[0].n_tokens
+        [vector] = self._encoder.load_model().embed(pieces, seq_length=pieces[0].n_tokens)
+        return pieces[0].n_tokens, vector
 
     def expand(self, documents) -> EmbedResult:
         tokenized = (documents
