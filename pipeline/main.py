@@ -8,9 +8,7 @@ import signal
 import sys
 import threading
 
-from pipeline.config import OptionError, resolve
 from pipeline.logs import configure_logging, printable
-from pipeline.options import EmbedOptions
 
 
 def main(argv=None, wait: bool = True) -> int:
@@ -29,6 +27,9 @@ def main(argv=None, wait: bool = True) -> int:
 
 
 def _main(argv: list[str], wait: bool) -> int:
+    # Imported here, under the signal handlers: importing Beam and TensorFlow takes seconds.
+    from pipeline.config import OptionError, resolve
+    from pipeline.options import EmbedOptions
     options = EmbedOptions(argv)
     try:
         config = resolve(options)

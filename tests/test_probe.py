@@ -22,14 +22,15 @@ class EncoderBeside:
         self.preprocessor, self.encoder = preprocessor, encoder
 
 
-def tiny_encoder(tmp_path_factory, minilm_dir, tiny_random_model, name, **overrides):
+def tiny_encoder(tmp_path_factory, minilm_dir, tiny_random_model, name, model_type="bert",
+                 **overrides):
     import tensorflow as tf
 
     from models.config import EncoderConfig
     from models.encoder import TransformerEncoder
     from models.random_weights import random_weights
     from tests.conftest import BERT_LIKE, TINY, _vocab_size
-    config = EncoderConfig("bert", _vocab_size("bert", minilm_dir), **TINY,
+    config = EncoderConfig(model_type, _vocab_size("bert", minilm_dir), **TINY,
                            **dict(BERT_LIKE, **overrides))
     path = str(tmp_path_factory.mktemp(name) / "encoder")
     tf.saved_model.save(TransformerEncoder(config, random_weights(config)), path)
@@ -41,6 +42,14 @@ def short_positions(tmp_path_factory, minilm_dir, tiny_random_model):
     """An encoder whose position table has 128 rows (BERT numbering: 128 tokens)."""
     return tiny_encoder(tmp_path_factory, minilm_dir, tiny_random_model, "pos128",
                         max_position_embeddings=128)
+
+
+@pytest.fixture(scope="module")
+def roberta_positions(tmp_path_factory, minilm_dir, tiny_random_model):
+    """RoBERTa numbering: positions start after the padding index, so a 130-row table
+    takes 128 tokens."""
+    return tiny_encoder(tmp_path_factory, minilm_dir, tiny_random_model, "roberta130",
+                        model_type="roberta", max_position_embeddings=130, pad_token_id=1)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +79,13 @@ def test_default_length_beyond_a_128_position_table(capsys, corpus, tmp_path, sh
                      "position_embeddings")
     assert err.count("beam-embed: error:") == 1
     assert nothing_written(tmp_path)
+
+
+def test_roberta_positions_two_fewer_than_the_table(capsys, corpus, tmp_path, roberta_positions):
+    fails_with(capsys, [f"--input={corpus}", "--text_field=text", f"--output={tmp_path}/o",
+                        "--max_seq_length=129", *module_args(roberta_positions)],
+               "--max_seq_length 129", "up to 128 tokens", "has 130 rows",
+               "--max_seq_length 128 or less")
 
 
 def test_1024_on_a_512_position_encoder(capsys, corpus, tmp_path, tiny_random_model):
