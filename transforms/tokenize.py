@@ -117,7 +117,7 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
     if lengths[0] == 0 or (len(lengths) > 1 and lengths[1] == 0):
         which = "text" if lengths[0] == 0 else "text_pair"
         return DeadLetter("empty_text", f"{which} has no tokens after tokenization",
-                          doc.source, raw_prefix(doc.text), doc.id)
+                          doc.source, _raw(doc), doc.id)
     budget = policy.max_seq_length - special_tokens
     fits = sum(lengths) <= budget
     if fits or policy.mode == "truncate":
@@ -128,7 +128,7 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
     if policy.mode == "reject":
         return DeadLetter("too_long", f"{sum(lengths)} tokens; --max_seq_length "
                           f"{policy.max_seq_length} leaves room for {budget}",
-                          doc.source, raw_prefix(doc.text), doc.id)
+                          doc.source, _raw(doc), doc.id)
     ids = segments[0]
     stride = max(1, budget - min(policy.chunk_overlap, budget // 2))
     starts = list(range(0, max(1, len(ids) - budget + stride), stride))
@@ -192,7 +192,7 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
             if any(isinstance(s, Exception) for s in segments):
                 error = next(s for s in segments if isinstance(s, Exception))
                 detail = f"tokenizer failed: {error_text(error, 500)}"[:500]
-                results.append(DeadLetter("inference_error", detail, doc.source, raw_prefix(doc.text),
+                results.append(DeadLetter("inference_error", detail, doc.source, _raw(doc),
                                           doc.id))
                 continue
             specials = model.special_tokens(len(segments))
