@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except ModelConfigError as e:
-        print(f"beam-embed-models: error: {e}", file=sys.stderr)
+        from pipeline.logs import printable  # file names in the message may hold controls
+        print(f"beam-embed-models: error: {printable(str(e))}", file=sys.stderr)
         return 2
     return 0
 

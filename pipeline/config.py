@@ -99,22 +99,42 @@ def _run_once(preprocessor, encoder) -> dict:
 
 
 def probe_embedding(config: RunConfig) -> None:
-    """Embed one text in this process exactly as the workers will (EmbedText.probe):
-    pooling, layer, precision and XLA are checked against the modules before the job
-    starts, and the local runner's workers, which share this process, find the
-    graphs already traced."""
+    """Embed in this process exactly as the workers will (EmbedText.probe), so that a
+    config that would make every record, or every long one, a dead letter fails
+    before the job starts (see pipeline/probe.py): one short text (pooling, layer,
+    precision, XLA, pairs), then one of --max_seq_length tokens. The local runner's
+    workers, which share this process, find the graphs already traced."""
+    from pipeline import probe
     from transforms.embed import EmbedText
+    from transforms.text_modules import encoder_device, load_encoder
     from transforms.tf_errors import error_text
     o = config.options
     embedder = EmbedText(config.handles.preprocessor, config.handles.encoder, config.spec,
                          long_text=o.long_text, runtime=config.runtime)
+    encoder = load_encoder(config.handles.encoder)
+    pair = bool(o.text_pair_field)
     try:
-        embedder.probe(text_pair="probe" if o.text_pair_field else None)
-    except Exception as e:  # TensorFlow raises many types; the message says what failed
-        raise OptionError(
-            f"--encoder {config.handles.encoder!r} failed on a probe text with --pooling {o.pooling}"
-            f"{f' --layer {o.layer}' if o.layer is not None else ''} --precision {o.precision}"
-            f"{' --jit_compile' if o.jit_compile else ''}: {error_text(e, 500)}") from None
+        try:
+            probe.check_finite(embedder.probe(text_pair="probe" if pair else None), "the probe text")
+        except probe.ProbeFailure:
+            raise
+        except Exception as e:  # TensorFlow raises many types; the message says what failed
+            if pair:
+                probe.check_pairs(embedder, encoder, e, error_text,
+                                  f"--text_pair_field {o.text_pair_field}")
+            raise OptionError(
+                f"--encoder {config.handles.encoder!r} failed on a probe text with --pooling {o.pooling}"
+                f"{f' --layer {o.layer}' if o.layer is not None else ''} --precision {o.precision}"
+                f"{' --jit_compile' if o.jit_compile else ''}: {error_text(e, 500)}") from None
+        # Lengths are checked without XLA, whose gather clamps an index beyond the table
+        # instead of failing (a GPU's returns zeros: see probe.check_max_length).
+        checked = embedder if not o.jit_compile else EmbedText(
+            config.handles.preprocessor, config.handles.encoder, config.spec,
+            runtime=dataclasses.replace(config.runtime, jit_compile=False))
+        probe.check_max_length(checked, encoder, o.max_seq_length, pair,
+                               encoder_device().startswith("/GPU"), error_text)
+    except probe.ProbeFailure as e:
+        raise OptionError(str(e)) from None
 
 
 def _check_source(o: EmbedOptions) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""Logging for the command line, with credentials kept out of it.
+"""Logging for the command line, with credentials kept out of it and terminals safe.
 
 What the pipeline logs is counts, paths and option names: documents never reach the
 logs (a rejected record's text goes to the dead-letter files only). Command-line
@@ -7,12 +7,21 @@ argument: --api_key=..."), and workers log their options. So the values of flags
 whose names look like credentials (``--*token*``, ``--*key*``, ``--*secret*``,
 ``--*password*``, ``--*credential*``, ``--*auth*``) are replaced by ``***`` in every
 log record of the process, whichever logger emits it and whichever handler writes it.
+
+Paths come from users and file systems, and a file name may hold any character but
+``/`` and NUL: an ESC starts a terminal escape sequence, a BEL rings, ``\r`` and
+``\n`` forge log lines, bidi overrides make text read backwards. So every log
+message is made ``printable`` (one record, one line), tracebacks keep only their
+line breaks, and the CLI's own error line and uncaught tracebacks go through the
+same function.
 """
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
+import traceback
 from typing import Sequence
 
 _SECRET_FLAG = re.compile(r"--?[\w.-]*(token|key|secret|passw|credential|auth)[\w.-]*\Z",
@@ -27,10 +36,56 @@ _secrets: tuple[str, ...] = ()  # replaced whole, never mutated: records read it
 _factory_installed = False
 
 
+_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# C0 and C1 controls (DEL too), bidi embeddings, overrides, isolates and marks, line
+# and paragraph separators, and lone surrogates (undecodable bytes of a file name).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                     "\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with the characters a terminal or a log reader would act on escaped
+    (``\\x1b``, ``\\n``, ``\\u202e``; an undecodable byte of a file name as ``\\xNN``),
+    except those in ``keep``."""
+    def escape(match: re.Match) -> str:
+        char = match.group()
+        if char in keep:
+            return char
+        code = ord(char)
+        if char in _NAMED:
+            return _NAMED[char]
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape of byte code - 0xDC00
+            return f"\\x{code - 0xDC00:02x}"
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return _UNSAFE.sub(escape, text)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Tracebacks and stacks keep their line breaks; everything else is escaped (the
+    message itself already is, by the record factory)."""
+
+    def formatException(self, ei) -> str:
+        return printable(_redact(super().formatException(ei)), keep="\n")
+
+    def formatStack(self, stack_info: str) -> str:
+        return printable(_redact(super().formatStack(stack_info)), keep="\n")
+
+
 def configure_logging(argv: Sequence[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_SafeFormatter(_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])  # no-op if already configured
     logging.getLogger("absl").setLevel(logging.WARNING)
     redact_secrets(argv)
+    _install_record_factory()
+    sys.excepthook = _print_uncaught
+
+
+def _print_uncaught(kind, value, tb) -> None:
+    """Python's own report of an uncaught exception, escaped and redacted."""
+    text = "".join(traceback.format_exception(kind, value, tb))
+    sys.stderr.write(printable(_redact(text), keep="\n"))
 
 
 def secret_values(argv: Sequence[str]) -> list[str]:
@@ -49,27 +104,33 @@ def secret_values(argv: Sequence[str]) -> list[str]:
 
 def redact_secrets(argv: Sequence[str]) -> None:
     """From now on, log records of this process show ``***`` for those values."""
-    global _factory_installed, _secrets
+    global _secrets
     with _lock:
         _secrets = tuple(sorted(set(_secrets) | set(secret_values(argv)), key=len, reverse=True))
-        if _factory_installed or not _secrets:
+    _install_record_factory()
+
+
+def _install_record_factory() -> None:
+    global _factory_installed
+    with _lock:
+        if _factory_installed:
             return
         # A record factory rather than a handler filter: it covers handlers added
         # later too (Beam's, a test's log capture), and records of every logger.
         make_record = logging.getLogRecordFactory()
 
-        def make_redacted_record(*args, **kwargs):
+        def make_safe_record(*args, **kwargs):
             record = make_record(*args, **kwargs)
             try:
                 message = record.getMessage()
             except Exception:  # a malformed call: leave it to the handler to report
                 return record
-            redacted = _redact(message)
-            if redacted != message:
-                record.msg, record.args = redacted, ()
+            safe = printable(_redact(message))
+            if safe != message:
+                record.msg, record.args = safe, ()
             return record
 
-        logging.setLogRecordFactory(make_redacted_record)
+        logging.setLogRecordFactory(make_safe_record)
         _factory_installed = True
 
 

@@ -23,6 +23,7 @@ import re
 # The beam-embed options that may name gs:// paths, read ones first.
 PATH_OPTIONS = ("input", "skip_existing", "preprocessor", "encoder", "output", "dead_letter")
 WRITTEN_OPTIONS = ("--output", "--dead_letter")
+HANDLE_OPTIONS = ("--preprocessor", "--encoder")
 TIMEOUT = (5, 30)  # seconds to connect, to read an answer
 PRODUCTION_ENDPOINT = "https://storage.googleapis.com"
 CREDENTIALS_HINT = ("run `gcloud auth application-default login`, set "
@@ -31,13 +32,41 @@ CREDENTIALS_HINT = ("run `gcloud auth application-default login`, set "
 
 
 def gcs_paths(options) -> dict[str, str]:
-    """``{"--input": "gs://..."}``: the path options whose values are on Cloud Storage."""
+    """``{"--input": "gs://..."}``: the path options whose values are on Cloud Storage.
+
+    Raises ValueError, naming the option, for a path on any other scheme (see
+    ``check_scheme``): every path option is a local path or gs://."""
     paths = {}
     for name in PATH_OPTIONS:
         value = getattr(options, name, None)
+        if value:
+            check_scheme(f"--{name}", value)
         if value and value.startswith("gs://"):
             paths[f"--{name}"] = value
     return paths
+
+
+def check_scheme(option: str, path: str) -> None:
+    """Local paths and gs:// (model handles also http(s)://, for TF Hub and Kaggle).
+
+    Beam has no file system for ``file://`` (it would answer "pip install
+    apache-beam[gcp]", which is already installed); ``s3://`` and the like would fail
+    later and less clearly, on a worker, if at all."""
+    from apache_beam.io.filesystems import FileSystems
+
+    scheme = FileSystems.get_scheme(path)
+    if scheme is None or scheme == "gs" or (
+            scheme in ("http", "https") and option in HANDLE_OPTIONS):
+        return
+    if scheme == "file":
+        local = path[len("file://"):]
+        if not local.startswith("/"):  # file://HOST/path
+            local = "/" + local.partition("/")[2]
+        raise ValueError(f"{option} {path!r}: file:// URLs are not supported; give the local "
+                         f"path itself ({local!r})")
+    kinds = "a local path, gs://, or an http(s):// TF Hub handle" if option in HANDLE_OPTIONS \
+        else "a local path or gs://"
+    raise ValueError(f"{option} {path!r}: {scheme}:// paths are not supported; use {kinds}")
 
 
 def check_gcs_access(paths: dict[str, str]) -> None:

@@ -68,3 +68,7 @@ OOM_SPLITS = "oom_splits"
 # Incremented once per input document whose id already has an embedding with the
 # same model fingerprint in --skip_existing outputs.
 SKIPPED_EXISTING = "skipped_existing"
+# Incremented once per --skip_existing file that is no evidence because it cannot be
+# read as a beam-embed output (not Parquet, damaged, unreadable, wrong id column);
+# files of another fingerprint and this run's own shards are not counted.
+SKIP_EXISTING_IGNORED_FILES = "skip_existing_ignored_files"

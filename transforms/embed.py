@@ -15,8 +15,8 @@ from transforms import counters
 from transforms.batching import BatchByLength, BatchShape
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
-from transforms.records import DeadLetter, Document, raw_prefix
-from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler
+from transforms.records import DeadLetter, Document
+from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler, to_pieces
 
 _DEAD = "dead_letters"
 
@@ -31,8 +31,6 @@ def _split_tokenized(result):
         counters.dead_lettered_counter(result.reason).inc()
         yield beam.pvalue.TaggedOutput(_DEAD, result)
         return
-    if result[0].truncated:
-        counters.counter(counters.TRUNCATED).inc()
     yield from result
 
 
@@ -63,14 +61,17 @@ class _ToRows(beam.DoFn):
             yield _dead_letter(encoded)
         else:
             counters.counter(counters.EMBEDDED).inc()
+            if piece.truncated:  # counted on rows only: a dead letter is not a truncated row
+                counters.counter(counters.TRUNCATED).inc()
             yield _row(piece, encoded.vector, piece.n_tokens, 1 if self._chunk_mode else None)
 
 
-def _dead_letter(encoded: Encoded):
+def _dead_letter(encoded: Encoded, first: Optional[Piece] = None):
+    """``first``: the document's first window, which carries its raw prefix."""
     piece = encoded.piece
     counters.dead_lettered_counter("inference_error").inc()
     return beam.pvalue.TaggedOutput(_DEAD, DeadLetter(
-        "inference_error", encoded.error, piece.source, raw_prefix(piece.text or ""), piece.doc_id))
+        "inference_error", encoded.error, piece.source, (first or piece).raw, piece.doc_id))
 
 
 def _merge_chunks(keyed, normalize: bool):
@@ -80,7 +81,7 @@ def _merge_chunks(keyed, normalize: bool):
     parts = sorted(parts, key=lambda e: e.piece.chunk_index)
     failed = [e for e in parts if e.error is not None]
     if failed:
-        yield _dead_letter(failed[0])
+        yield _dead_letter(failed[0], parts[0].piece)
         return
     weights = np.array([e.piece.n_tokens for e in parts], np.float64)
     vector = (np.stack([e.vector for e in parts]) * weights[:, None]).sum(0) / weights.sum()
@@ -131,6 +132,29 @@ class EmbedText(beam.PTransform):
         if isinstance(pieces, DeadLetter):
             raise ValueError(f"the probe text became a dead letter: {pieces.reason}: {pieces.detail}")
         return self._encoder.load_model().embed(pieces)[0]
+
+    def probe_length(self, n_tokens: Optional[int] = None, pair: bool = False) -> tuple[int, np.ndarray]:
+        """Embed one input of ``n_tokens`` tokens, special tokens included (default:
+        ``max_seq_length``, the longest input a worker gives the encoder, whatever the
+        long-text policy: truncated texts and chunk windows are that long), one text
+        or a pair trimmed round-robin as the workers trim. Returns the length embedded
+        (``n_tokens`` unless the tokenizer made fewer tokens of the probe text) and the
+        vector.
+
+        Raises what the encoder raises, e.g. for a length beyond its position table.
+        """
+        n_tokens = n_tokens or self._spec.max_seq_length
+        tokenizer = self._tokenizer.load_model()
+        num_segments = 2 if pair else 1
+        # Every word is at least one token for WordPiece, sentencepiece and byte BPE.
+        text = " ".join(["probe"] * n_tokens)
+        segments = tokenizer.tokenize([text] * num_segments)
+        pieces = to_pieces(Document("probe", text, text if pair else None, "probe"), segments,
+                           LongTextPolicy("truncate", n_tokens), tokenizer.special_tokens(num_segments),
+                           keep_text=False)
+        # Packed to exactly that length: the length classes would round it up.
+        [vector] = self._encoder.load_model().embed(pieces, seq_length=pieces[0].n_tokens)
+        return pieces[0].n_tokens, vector
 
     def expand(self, documents) -> EmbedResult:
         tokenized = (documents

@@ -30,6 +30,7 @@ from transforms.tf_errors import error_text
 from transforms.tokenize import Piece
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+NON_FINITE = "the encoder gave a NaN or infinite embedding"
 _INPUT = tf.TensorSpec([None, None], tf.int32)
 _VALUES = tf.TensorSpec([None], tf.int32)
 _ROW_LENGTHS = tf.TensorSpec([None], tf.int64)
@@ -130,9 +131,10 @@ class TextEncoder:
             arrays.append(np.asarray(lengths, np.int64))
         return arrays
 
-    def embed(self, pieces: Sequence[Piece]) -> np.ndarray:
+    def embed(self, pieces: Sequence[Piece], seq_length: Optional[int] = None) -> np.ndarray:
+        """Vectors of ``pieces``, packed to their length class (or to ``seq_length``)."""
         arrays = self._segment_arrays(pieces)
-        seq_length = np.int32(self.padded_length(pieces))
+        seq_length = np.int32(seq_length or self.padded_length(pieces))
         return self._pack_and_encode[len(arrays) // 2](*arrays, seq_length).numpy()
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
@@ -210,7 +212,11 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
         PROGRESS.add(len(pieces), tokens)
         counters.counter(counters.TOKENS).inc(tokens)
         counters.counter(counters.TOKENS_COMPUTED).inc(len(pieces) * model.padded_length(pieces))
-        return [Encoded(p, v, None) for p, v in zip(pieces, vectors)]
+        # A NaN or infinite vector (float16 overflowing, say) is no embedding: written as
+        # a row it would pass for one. It is an error of that piece alone.
+        finite = np.isfinite(vectors).all(axis=1)
+        return [Encoded(p, v, None) if ok else Encoded(p, None, NON_FINITE)
+                for p, v, ok in zip(pieces, vectors, finite)]
 
     def _halves(self, pieces, model):
         half = len(pieces) // 2

@@ -6,6 +6,7 @@ than pickling each element; they also pickle normally for DoFn closures and test
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 from typing import Optional
@@ -46,17 +47,11 @@ def raw_prefix(raw: bytes | str) -> str:
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="backslashreplace")
     head = raw[:RAW_PREFIX_BYTES]
-    text = head.decode("utf-8", errors="backslashreplace")
-    if len(raw) > RAW_PREFIX_BYTES:
-        # Only the tail can hold a character split by the cut; trim its escapes.
-        tail_start = max(0, RAW_PREFIX_BYTES - 3)
-        try:
-            head[tail_start:].decode("utf-8")
-        except UnicodeDecodeError as err:
-            if err.reason == "unexpected end of data":
-                text = head[:tail_start + err.start].decode(
-                    "utf-8", errors="backslashreplace")
-    return text
+    if len(raw) <= RAW_PREFIX_BYTES:
+        return head.decode("utf-8", errors="backslashreplace")
+    # Not final: a character the cut split stays in the decoder's buffer, dropped,
+    # while invalid bytes before it are still escaped.
+    return codecs.getincrementaldecoder("utf-8")("backslashreplace").decode(head, final=False)
 
 
 def encodable(text: str) -> str:

@@ -4,8 +4,11 @@
 one of those files holds its id *and* carries this run's model fingerprint in its
 schema metadata (``beam_embed.fingerprint``: encoder, preprocessor, pooling, layer,
 normalize, max_seq_length; see pipeline/config.py). A file with another
-fingerprint, without one, or that is not Parquet at all is no evidence: its ids
-are embedded again. A glob that matches nothing skips nothing.
+fingerprint, without one, that is not Parquet at all, or that cannot be read
+whole (damaged, cut short, not readable, a directory, an ``id`` column that is not
+non-null strings) is no evidence: its ids are embedded again, and the unreadable
+ones are logged by name and counted (``skip_existing_ignored_files`` in the
+summary). A glob that matches nothing skips nothing.
 
 This run's own output shards are never evidence either: the run replaces them
 (pipeline/outputs.py clears them before it starts). So a glob that also covers
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 from typing import Iterable, Optional
 
 import apache_beam as beam
@@ -30,7 +35,7 @@ from apache_beam.io.filesystem import CompressionTypes
 
 from transforms import counters
 from transforms.records import Document
-from transforms.shards import absolute, shard_pattern
+from transforms.shards import absolute, is_local, shard_pattern
 
 FINGERPRINT_KEY = "beam_embed.fingerprint"
 _ID_BATCH_ROWS = 65536
@@ -84,33 +89,77 @@ def _id_key(doc_id: str) -> bytes:
 
 
 class _ReadDoneIdsFn(beam.DoFn):
-    """ReadableFile -> the ids it holds, if it was written with ``fingerprint``."""
+    """ReadableFile -> the ids it holds, if it was written with ``fingerprint``.
+
+    A file is evidence whole or not at all: its id column is read completely before
+    any id is emitted, so a file damaged half-way (a corrupt data page, cut short,
+    deleted or replaced while being read) skips nothing, and its ids are embedded
+    again. Such a file, and one that is not Parquet or whose ``id`` column is not
+    non-null strings, is logged by name and counted in ``skip_existing_ignored_files``;
+    nothing about it fails the run. Only the id column is held: about 70 bytes an id
+    for the file being read, never the embeddings.
+    """
 
     def __init__(self, fingerprint: str):
         self._fingerprint = fingerprint
 
+    def setup(self):
+        self._ignored = counters.counter(counters.SKIP_EXISTING_IGNORED_FILES)
+
     def process(self, readable_file: fileio.ReadableFile) -> Iterable[str]:
+        path = readable_file.metadata.path
+        try:
+            ids = self._read_ids(readable_file)
+        except Exception as error:  # OSError, pyarrow's errors, a stream's own: all are damage
+            reason = error.reason if isinstance(error, _NoEvidence) else (
+                f"cannot be read ({type(error).__name__}: {error})"[:300])
+            self._ignored.inc()
+            logging.warning("--skip_existing: %s %s; ignored, its ids are embedded again",
+                            path, reason)
+            return
+        for chunk in ids.iterchunks() if ids is not None else ():
+            yield from chunk.to_pylist()
+
+    def _read_ids(self, readable_file: fileio.ReadableFile):
+        """The whole id column (a pyarrow ChunkedArray); None for another fingerprint."""
         import pyarrow.parquet as pq
 
         path = readable_file.metadata.path
+        if is_local(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            # Beam's local listing yields every non-directory: opening a named pipe
+            # would wait forever for a writer.
+            raise _NoEvidence("is not a regular file")
         with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as stream:
             try:
                 parquet_file = pq.ParquetFile(stream)
             except pyarrow.ArrowInvalid:
-                logging.warning("--skip_existing: %s is not a Parquet file; ignored", path)
-                return
-            metadata = parquet_file.schema_arrow.metadata or {}
-            found = metadata.get(FINGERPRINT_KEY.encode(), b"").decode("utf-8", "replace")
+                raise _NoEvidence("is not a Parquet file") from None
+            schema = parquet_file.schema_arrow
+            found = (schema.metadata or {}).get(FINGERPRINT_KEY.encode(), b"").decode("utf-8", "replace")
             if found != self._fingerprint:
                 logging.info("--skip_existing: %s was embedded with fingerprint %r, this run "
                              "uses %r; its ids are embedded again", path, found or None,
                              self._fingerprint)
-                return
-            if "id" not in parquet_file.schema_arrow.names:
-                logging.warning("--skip_existing: %s has no id column; ignored", path)
-                return
-            for batch in parquet_file.iter_batches(batch_size=_ID_BATCH_ROWS, columns=["id"]):
-                yield from (doc_id for doc_id in batch.column(0).to_pylist() if doc_id is not None)
+                return None
+            if schema.get_all_field_indices("id") == []:
+                raise _NoEvidence("has no id column")
+            id_type = schema.field("id").type  # KeyError for two id columns: damage too
+            if not (pyarrow.types.is_string(id_type) or pyarrow.types.is_large_string(id_type)):
+                raise _NoEvidence(f"has an id column of type {id_type}, not string")
+            ids = pyarrow.chunked_array(
+                [batch.column(0) for batch in parquet_file.iter_batches(
+                    batch_size=_ID_BATCH_ROWS, columns=["id"])], type=id_type)
+            if ids.null_count:
+                raise _NoEvidence(f"has {ids.null_count} null ids")
+            return ids
+
+
+class _NoEvidence(Exception):
+    """Why a file cannot count as evidence (the end of a warning naming it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _DropDoneFn(beam.DoFn):

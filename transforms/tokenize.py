@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
-from transforms.records import DeadLetter, Document, raw_prefix
+from transforms.records import RAW_PREFIX_BYTES, DeadLetter, Document, raw_prefix
 from transforms.text_modules import load_module
 from transforms.tf_errors import error_text
 
@@ -37,6 +37,10 @@ class Piece(NamedTuple):
     n_chunks: int
     text: Optional[str]        # carried only with --keep_text
     text_pair: Optional[str]
+    # The first KiB of the text (records.raw_prefix) for an inference_error dead
+    # letter; only on a document's first window, which a chunked document's dead
+    # letter is made from, so a long text is not carried once per window.
+    raw: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,23 +117,31 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
     if lengths[0] == 0 or (len(lengths) > 1 and lengths[1] == 0):
         which = "text" if lengths[0] == 0 else "text_pair"
         return DeadLetter("empty_text", f"{which} has no tokens after tokenization",
-                          doc.source, raw_prefix(doc.text), doc.id)
+                          doc.source, _raw(doc), doc.id)
     budget = policy.max_seq_length - special_tokens
     fits = sum(lengths) <= budget
     if fits or policy.mode == "truncate":
         kept = round_robin_lengths(lengths, budget)
         trimmed = tuple(tuple(s[:k].tolist()) for s, k in zip(segments, kept))
-        return [Piece(doc.id, doc.source, trimmed, sum(kept) + special_tokens, not fits, 0, 1, text, text_pair)]
+        return [Piece(doc.id, doc.source, trimmed, sum(kept) + special_tokens, not fits, 0, 1, text,
+                      text_pair, _raw(doc))]
     if policy.mode == "reject":
         return DeadLetter("too_long", f"{sum(lengths)} tokens; --max_seq_length "
                           f"{policy.max_seq_length} leaves room for {budget}",
-                          doc.source, raw_prefix(doc.text), doc.id)
+                          doc.source, _raw(doc), doc.id)
     ids = segments[0]
     stride = max(1, budget - min(policy.chunk_overlap, budget // 2))
     starts = list(range(0, max(1, len(ids) - budget + stride), stride))
+    raw = _raw(doc)
     return [Piece(doc.id, doc.source, (tuple(ids[s:s + budget].tolist()),),
-                  min(budget, len(ids) - s) + special_tokens, False, i, len(starts), text, text_pair)
+                  min(budget, len(ids) - s) + special_tokens, False, i, len(starts), text, text_pair,
+                  raw if i == 0 else "")
             for i, s in enumerate(starts)]
+
+
+def _raw(doc: Document) -> str:
+    # A character is at least one byte: slicing first spares encoding a huge text whole.
+    return raw_prefix(doc.text[:RAW_PREFIX_BYTES])
 
 
 @functools.lru_cache(maxsize=8)
@@ -180,7 +192,7 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
             if any(isinstance(s, Exception) for s in segments):
                 error = next(s for s in segments if isinstance(s, Exception))
                 detail = f"tokenizer failed: {error_text(error, 500)}"[:500]
-                results.append(DeadLetter("inference_error", detail, doc.source, raw_prefix(doc.text),
+                results.append(DeadLetter("inference_error", detail, doc.source, _raw(doc),
                                           doc.id))
                 continue
             specials = model.special_tokens(len(segments))
