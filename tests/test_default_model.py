@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the preprocessor's ops)
 
-import models.default_model
+import models.convert
 from models.default_model import ensure_default_model
 from tests.reference import sentence_embeddings
 
@@ -87,7 +87,7 @@ def test_second_call_does_not_rebuild(default_model, monkeypatch):
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("ensure_default_model converted MiniLM a second time")
-    monkeypatch.setattr(models.default_model, "convert_checkpoint", no_conversion)
+    monkeypatch.setattr(models.convert, "convert_checkpoint", no_conversion)
     start = time.perf_counter()
     again = ensure_default_model()
     assert time.perf_counter() - start < 2.0

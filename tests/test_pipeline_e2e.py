@@ -76,7 +76,8 @@ def test_text_input_parquet_output_matches_direct_encoder(tmp_path, direct):
     assert schema.field("embedding").type == pa.list_(pa.float32(), 384)
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
     assert meta["pooling"] == "mean" and meta["dim"] == "384" and meta["max_seq_length"] == "512"
-    assert meta["encoder"].endswith("encoder") and meta["beam_embed.version"]
+    assert meta["encoder"].startswith("beam-embed:all-MiniLM-L6-v2-") and meta["beam_embed.version"]
+    assert meta["encoder"].endswith("/encoder") and meta["preprocessor"].endswith("/preprocessor")
     for key in ("read", "embedded", "dead_lettered", "duplicates", "skipped_existing", "tokens",
                 "padding_ratio", "truncated", "wall_seconds", "docs_per_second", "tokens_per_second"):
         assert key in summary

@@ -19,6 +19,8 @@ FileSystems, like every other path of a run, into
   copy.
 - Handles that are URLs (tfhub.dev, Kaggle) or local paths are returned unchanged:
   TF Hub has its own download cache for URLs.
+- The embedded default model's symbolic handles (``beam-embed:<model id>/<part>``)
+  are resolved in this process's own cache (models/default_model.py).
 """
 from __future__ import annotations
 
@@ -54,8 +56,12 @@ def cache_dir() -> str:
 
 
 def local_module_dir(handle: str, cache: Optional[str] = None) -> str:
-    """A path ``hub.load`` can read for ``handle``: the handle itself unless it is remote,
-    else a complete local copy of the SavedModel directory (made now if need be)."""
+    """A path ``hub.load`` can read for ``handle``: the handle itself unless it is remote
+    or symbolic, else a complete local copy of the SavedModel directory (made now if
+    need be)."""
+    from models.default_model import is_embedded_handle, resolve_handle
+    if is_embedded_handle(handle):
+        return resolve_handle(handle)
     if not is_remote(handle):
         return handle
     prefix = handle.rstrip("/") + "/"
