@@ -6,9 +6,10 @@ VERSION = "0.1.0"
 # Pinned together: tensorflow-text must match tensorflow's minor version, and
 # tensorflow-hub 0.16.1 imports pkg_resources, which setuptools >= 81 removed
 # (see ../shared/FACTS.md), so setuptools is pinned below 81 as a runtime need.
+TENSORFLOW = "2.21.0"
 INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.0",
-    "tensorflow==2.21.0",
+    f"tensorflow=={TENSORFLOW}",
     "tensorflow-text==2.21.1",
     "tensorflow-hub==0.16.1",
     "tf-keras==2.21.0",
@@ -40,7 +41,7 @@ EXTRAS = {
     # test checks the match. nvidia-cuda-nvcc-cu12 brings ptxas, which XLA needs to
     # compile for the GPU and finds beside TensorFlow in site-packages/nvidia/.
     "gpu": [
-        "tensorflow[and-cuda]==2.21.0",
+        f"tensorflow[and-cuda]=={TENSORFLOW}",
         "nvidia-cublas-cu12==12.5.3.2",
         "nvidia-cuda-cupti-cu12==12.5.82",
         "nvidia-cuda-nvcc-cu12==12.5.82",
