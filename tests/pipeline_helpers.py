@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -116,3 +118,17 @@ def fails_with(capsys, argv, *fragments) -> str:
     for fragment in fragments:
         assert fragment in err, err
     return err
+
+
+def copy_model(model_root: str, cache: str, model_id: str | None = None) -> str:
+    """A ``BEAM_EMBED_CACHE`` holding a converted default model (under ``model_id``), as
+    an image bakes it; returns the model's directory."""
+    target = os.path.join(cache, "models", model_id or os.path.basename(model_root))
+    shutil.copytree(model_root, target)
+    return target
+
+
+def file_tree(root: str) -> list[tuple[str, int]]:
+    """(relative path, mtime) of everything under ``root``: equal snapshots, nothing written."""
+    return sorted((os.path.relpath(os.path.join(d, name), root), os.stat(os.path.join(d, name)).st_mtime_ns)
+                  for d, dirs, files in os.walk(root) for name in dirs + files)

@@ -28,7 +28,7 @@ from models.config import ModelConfigError
 from models.default_model import default_handle, ensure_default_model, resolve_handle
 from pipeline.main import main
 from pipeline.presets import resolve_model
-from tests.pipeline_helpers import read_parquet_rows, run_cli
+from tests.pipeline_helpers import copy_model, file_tree, read_parquet_rows, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = ["The weather is lovely today.", "Il fait beau aujourd'hui.", "今天天气很好。", "Short."]
@@ -46,13 +46,6 @@ def corpus(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     return str(path)
-
-
-def copy_model(converted, cache: str, model_id: str | None = None) -> str:
-    """A cache holding the converted model (under ``model_id``), as an image bakes it."""
-    target = os.path.join(cache, "models", model_id or os.path.basename(converted.root))
-    shutil.copytree(converted.root, target)
-    return target
 
 
 def forget_loaded_modules():
@@ -79,7 +72,7 @@ def test_another_cache_directory_gives_the_same_fingerprint_and_rows(
     """Formerly the handles were paths in the launcher's cache, so the fingerprint (and
     with it --skip_existing) changed with the cache directory."""
     other_cache = str(tmp_path / "other-cache")
-    copy_model(converted, other_cache)
+    copy_model(converted.root, other_cache)
     resolved = []
     real_resolve = default_model.resolve_handle
     monkeypatch.setattr(default_model, "resolve_handle",
@@ -130,7 +123,7 @@ def test_a_model_in_the_cache_is_used_without_converting(converted, tmp_path, mo
     """The cache is looked at first: a model id this package would not give is served
     from a cache that holds it (an image baked with the launcher's versions)."""
     cache = str(tmp_path / "cache")
-    target = copy_model(converted, cache, FOREIGN_ID)
+    target = copy_model(converted.root, cache, FOREIGN_ID)
     monkeypatch.setenv("BEAM_EMBED_CACHE", cache)
     monkeypatch.setattr(models.convert, "convert_checkpoint",
                         lambda *a, **k: pytest.fail("converted a model that was in the cache"))
@@ -201,12 +194,6 @@ print(json.dumps(result))
 """
 
 
-def _snapshot(root: str) -> list:
-    return sorted((os.path.relpath(os.path.join(d, name), root),
-                   os.stat(os.path.join(d, name)).st_mtime_ns)
-                  for d, dirs, files in os.walk(root) for name in dirs + files)
-
-
 def _set_writable(root: str, writable: bool):
     for d, dirs, files in os.walk(root):
         for name in files:
@@ -232,7 +219,7 @@ def read_only_caches(converted):
     root = tempfile.mkdtemp(prefix="beam-embed-ro-")  # not under pytest's 0700 tmp dirs
     os.chmod(root, 0o755)
     baked, empty, home = (os.path.join(root, name) for name in ("baked", "empty", "home"))
-    copy_model(converted, baked)
+    copy_model(converted.root, baked)
     os.makedirs(empty)
     os.makedirs(home)
     for cache in (baked, empty):
@@ -249,7 +236,7 @@ def test_a_worker_process_resolves_the_handles_in_its_own_read_only_cache(
         converted, read_only_caches):
     from transforms.embed import EmbedText
     baked, empty, home = read_only_caches
-    before = _snapshot(baked)
+    before = file_tree(baked)
     preprocessor, encoder = default_handle("preprocessor"), default_handle("encoder")
     worker = subprocess.run(
         [*_as_nobody(), sys.executable, "-c", _WORKER, preprocessor, encoder, empty],
@@ -262,7 +249,7 @@ def test_a_worker_process_resolves_the_handles_in_its_own_read_only_cache(
     assert result["paths"] == [os.path.join(model_dir, "preprocessor"), os.path.join(model_dir, "encoder")]
     here = EmbedText(preprocessor, encoder).probe("Short.")
     assert np.abs(np.asarray(result["vector"]) - here).max() <= 1e-6
-    assert _snapshot(baked) == before  # nothing written
+    assert file_tree(baked) == before  # nothing written
     # An empty cache the worker cannot write to: a clear error, not a traceback.
     assert result["empty_cache_error"].startswith(
         f"the default model is not in BEAM_EMBED_CACHE ({empty}) and cannot be converted there: ")
