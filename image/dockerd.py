@@ -115,7 +115,8 @@ class Dockerd:
 def running_dockerd(state_dir: str):
     """dockerd for the duration of the block; stopped when it ends, however it ends.
 
-    SIGTERM (CI timeouts) becomes an exception, so the daemon is stopped then too.
+    SIGTERM (a CI timeout) becomes KeyboardInterrupt, which pytest treats as an
+    interrupt: it stops the session and runs the teardown that stops the daemon.
     """
     ensure_packages()
     daemon = Dockerd(state_dir)
@@ -129,4 +130,4 @@ def running_dockerd(state_dir: str):
 
 
 def _raise_on_sigterm(signum, frame):
-    raise SystemExit(f"terminated by signal {signum}")
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
