@@ -39,10 +39,15 @@ CORPUS = [
 EMBEDDED_IDS = {r["id"] for r in CORPUS if "text" in r}
 
 
+def container_flags(network: str) -> list[str]:
+    """Read-only root, tmpfs /tmp, an unprivileged uid: see the module's docstring."""
+    return ["--rm", "--read-only", "--tmpfs", "/tmp:exec", "--network", network,
+            "--user", f"{CONTAINER_UID}:{CONTAINER_UID}", "-e", "HOME=/tmp"]
+
+
 def docker_run(daemon, *args: str, network: str = "none", timeout: float = 600,
                check: bool = True) -> subprocess.CompletedProcess:
-    command = ["run", "--rm", "--read-only", "--tmpfs", "/tmp:exec", "--network", network,
-               "--user", f"{CONTAINER_UID}:{CONTAINER_UID}", "-e", "HOME=/tmp", *args]
+    command = ["run", *container_flags(network), *args]
     result = daemon.docker(*command, check=False, capture=True, timeout=timeout)
     if check and result.returncode != 0:
         pytest.fail(f"docker {' '.join(command)} exited {result.returncode}:\n"
@@ -227,12 +232,10 @@ def test_b_worker_pool_serves_a_portable_run(daemon, image, scratch, local_rows,
     logs = str(tmp_path_factory.mktemp("portable-logs"))
     port = free_port()
     name = f"beam-embed-worker-pool-{port}"
-    daemon.docker(
-        "run", "-d", "--rm", "--name", name, "--read-only", "--tmpfs", "/tmp:exec",
-        "--network", "host", "--user", f"{CONTAINER_UID}:{CONTAINER_UID}", "-e", "HOME=/tmp",
-        "-v", f"{scratch}:{scratch}", "--entrypoint", "python", image.tag,
-        "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}",
-        capture=True)
+    daemon.docker("run", "-d", "--name", name, *container_flags("host"),
+                  "-v", f"{scratch}:{scratch}", "--entrypoint", "python", image.tag,
+                  "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}",
+                  capture=True)
     started = time.monotonic()
     try:
         wait_for_port(port, timeout=120)
