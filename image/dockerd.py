@@ -85,6 +85,16 @@ class Dockerd:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._unmount_leftovers()
+
+    def _unmount_leftovers(self) -> None:
+        """dockerd leaves its host network namespace bind-mounted under the exec root;
+        unmounted, the state directory can simply be deleted (rm -rf) for a cold run."""
+        with open("/proc/mounts", encoding="utf-8") as f:
+            mounts = [line.split()[1] for line in f]
+        for mount in reversed(mounts):
+            if mount.startswith(self.run_dir + "/"):
+                subprocess.run(["umount", mount], check=False, stderr=subprocess.DEVNULL)
 
     def _stop_leftover(self) -> None:
         """A daemon of an earlier, killed run of this harness holds the same data root."""
