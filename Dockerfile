@@ -14,8 +14,8 @@
 #   * CUDA and cuDNN match TensorFlow 2.21 by construction: the wheels are the
 #     CUDA 12.5.1 / cuDNN 9.3 releases its build names, pinned in setup.py
 #     (the image test checks them against tf.sysconfig.get_build_info());
-#   * ptxas, which XLA needs to compile for the GPU, comes in nvidia-cuda-nvcc-cu12,
-#     where TensorFlow looks for it (site-packages/nvidia/cuda_nvcc, beside itself);
+#   * ptxas and libdevice, which XLA needs to compile for the GPU, come in
+#     nvidia-cuda-nvcc-cu12 (site-packages/nvidia/cuda_nvcc; see XLA_FLAGS below);
 #   * size: one copy of the CUDA libraries (the wheels), none from a CUDA base
 #     image, whose runtime+cuDNN layers alone are about 3 GB;
 #   * Python 3.11 and the boot binary come with the base: no deadsnakes PPA and no
@@ -93,6 +93,12 @@ RUN beam-embed-models default && chmod -R a+rX,a-w /opt/beam-embed
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/templates/main.py
 # With NVIDIA MPS several SDK processes share one GPU: none may take all its memory.
 ENV TF_FORCE_GPU_ALLOW_GROWTH=true
+# XLA (--jit_compile) needs ptxas and libdevice. It looks for them in the nvidia
+# wheel beside TensorFlow (site-packages/nvidia/cuda_nvcc), but it prefers a ptxas
+# on PATH, and that relative lookup has broken in some TensorFlow releases; both are
+# named here explicitly. A user's own XLA_FLAGS replace this one.
+ENV PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cuda_nvcc/bin:$PATH \
+    XLA_FLAGS=--xla_gpu_cuda_data_dir=/opt/venv/lib/python3.11/site-packages/nvidia/cuda_nvcc
 
 COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
 

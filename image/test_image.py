@@ -142,16 +142,20 @@ def local_rows(local_job):
 def facts(local_job, daemon, image):
     """What the image holds, reported by its own Python in one container run."""
     probe = r"""
-import importlib.metadata as md, json, os, subprocess, sys
+import importlib.metadata as md, json, os, shutil, subprocess, sys
 import tensorflow as tf, tensorflow_hub, tensorflow_text
 from models.default_model import default_model_dirs
-ptxas = os.path.join(os.path.dirname(os.path.dirname(tf.__file__)), "nvidia", "cuda_nvcc", "bin", "ptxas")
+nvcc_dir = os.path.join(os.path.dirname(os.path.dirname(tf.__file__)), "nvidia", "cuda_nvcc")
+ptxas = os.path.join(nvcc_dir, "bin", "ptxas")
 dirs = default_model_dirs()
 print(json.dumps({
     "python": sys.version.split()[0], "executable": sys.executable,
     "tf_build": dict(tf.sysconfig.get_build_info()),
     "wheels": {d.metadata["Name"].lower(): d.version for d in md.distributions()},
     "ptxas": subprocess.run([ptxas, "--version"], capture_output=True, text=True).stdout,
+    "ptxas_on_path": shutil.which("ptxas") == ptxas,
+    "xla_flags": os.environ.get("XLA_FLAGS"), "nvcc_dir": nvcc_dir,
+    "libdevice": os.path.isfile(os.path.join(nvcc_dir, "nvvm", "libdevice", "libdevice.10.bc")),
     "pip_check": subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True,
                                 text=True).stdout.strip(),
     "model_root": dirs.root, "model_exists": dirs.exists(),
@@ -180,9 +184,13 @@ def test_cuda_wheels_match_tensorflows_build(facts):
     assert not [n for n in wheels if n.endswith("-cu13") or n == "cuda-toolkit"]
 
 
-def test_ptxas_is_where_tensorflow_looks_and_runs(facts):
+def test_ptxas_and_libdevice_are_where_xla_looks(facts):
+    """Beside TensorFlow (XLA's own lookup), first on PATH, and named in XLA_FLAGS."""
     release = ".".join(facts["tf_build"]["cuda_version"].split(".")[:2])
     assert f"release {release}" in facts["ptxas"], facts["ptxas"]
+    assert facts["ptxas_on_path"]
+    assert facts["libdevice"]
+    assert facts["xla_flags"] == f"--xla_gpu_cuda_data_dir={facts['nvcc_dir']}"
 
 
 def test_versions_are_setup_pys(facts):
