@@ -62,6 +62,25 @@ class Encoded(NamedTuple):
     error: Optional[str]
 
 
+BFLOAT16_CPU_FLAGS = ("avx512f", "avx_ne_convert")
+NO_BFLOAT16_CPU = ("--precision bfloat16: this CPU has neither AVX-512 nor AVX-NE-CONVERT, "
+                   "which TensorFlow's oneDNN bfloat16 rewrite needs; embedding in float32")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_runs_bfloat16() -> bool:
+    """Whether grappler's oneDNN bfloat16 rewrite applies on this CPU. TensorFlow
+    (IsBF16SupportedByOneDNNOnThisCPU) requires AVX-512 or AVX-NE-CONVERT and otherwise
+    skips the rewrite without a word, so the run would silently stay float32. Read
+    from /proc/cpuinfo; where there is none, assume it does."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = {flag for line in f if line.startswith("flags") for flag in line.split()}
+    except OSError:
+        return True
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
 def _enable_mixed_precision(precision: str, on_gpu: bool):
     """Grappler's automatic mixed precision rewrites the restored float32 graph:
     float16 on GPUs, bfloat16 through oneDNN on CPUs (AVX512-BF16/AMX)."""
@@ -70,6 +89,9 @@ def _enable_mixed_precision(precision: str, on_gpu: bool):
     option = "auto_mixed_precision" if on_gpu else "auto_mixed_precision_onednn_bfloat16"
     if precision == "float16" and not on_gpu:
         logging.warning("--precision float16 needs a GPU; using bfloat16 on the CPU")
+    if not on_gpu and not cpu_runs_bfloat16():
+        logging.warning(NO_BFLOAT16_CPU)
+        return
     if not on_gpu:
         # The oneDNN rewrite also moves element-wise ops (GELU's Erfc, the adds and
         # multiplies, LayerNorm's) to bfloat16, where they run in Eigen, converting
