@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from typing import Optional
 
@@ -212,7 +213,15 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
     a glob like ``data/**``, this one, which matches files while others are written)
     would read embeddings, dead letters or half-written temporary files back as input."""
     input_glob = absolute(o.input)
-    matches = re.compile(FileSystem.translate_pattern(input_glob)).match  # Beam's own glob rules
+    # Beam's own glob rules, on the paths as given and with their directories' symbolic
+    # links resolved: --output=link/emb with link -> data writes into data/, which
+    # --input='data/*' reads (it read the run's own locks back as documents).
+    patterns = [re.compile(FileSystem.translate_pattern(glob)).match
+                for glob in {input_glob, absolute(_resolved_glob(o.input))}]
+
+    def matches(path: str) -> bool:  # path as given: "link/../x" follows the link first
+        return any(match(candidate) for match in patterns
+                   for candidate in {absolute(path), _resolved_path(path)})
     dead_letter = dead_letter_prefix(o)
     written = {
         "--output": [o.output, summary_path(o.output), partial_summary_path(o.output),
@@ -223,13 +232,35 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
                           example_temp_file(dead_letter, "jsonl")],
     }
     for option, paths in written.items():
-        if any(absolute(path) == input_glob or matches(absolute(path)) for path in paths):
+        if any(absolute(path) == input_glob or matches(path) for path in paths):
             if option == "--dead_letter" and not o.dead_letter:
                 named = f"--output {o.output!r} (its dead letters, {paths[0]}-*.jsonl)"
             else:
                 named = f"{option} {paths[0]!r}"
             raise OptionError(f"{named} lies inside --input {o.input!r}: the input glob would "
                               "read this run's output back as input; write it elsewhere")
+
+
+def _resolved_path(path: str) -> str:
+    """A local path with the symbolic links (and ``..``) of its directory resolved; the
+    last component stays, since it need not exist yet. Other paths unchanged."""
+    if "://" in path:
+        return path
+    directory, name = os.path.split(path)
+    return os.path.join(os.path.realpath(directory), name)
+
+
+def _resolved_glob(glob: str) -> str:
+    """A local glob with the symbolic links of its fixed leading directories resolved
+    (those before the first component holding a glob character)."""
+    if "://" in glob:
+        return glob
+    parts = glob.split(os.sep)  # of the glob as given, for the same reason as paths
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")),
+                 len(parts) - 1)
+    if fixed == 0:
+        return glob
+    return os.path.join(os.path.realpath(os.sep.join(parts[:fixed]) or os.sep), *parts[fixed:])
 
 
 def resolve(options: EmbedOptions) -> RunConfig:

@@ -42,6 +42,24 @@ def test_output_inside_the_input_glob_is_refused(capsys, corpus_dir, input_glob,
     assert os.listdir(corpus_dir) == ["c.jsonl"]
 
 
+@pytest.mark.parametrize("input_glob,output", [
+    ("{d}/*", "{t}/link/emb"),                # the output's directory is a link to the input's
+    ("{t}/link/*", "{d}/emb"),                # the input's directory is a link to the output's
+    ("{d}/*", "{t}/link/sub/../emb"),         # "..": the link is followed first, as the OS does
+])
+def test_output_inside_the_input_glob_through_a_link_is_refused(capsys, corpus_dir, tmp_path,
+                                                                input_glob, output):
+    """Paths were compared as written: --output=link/emb with link -> data passed, and the
+    run read its own lock files back from data/ as documents (read 54 of 20 lines)."""
+    (corpus_dir / "sub").mkdir()
+    os.symlink(corpus_dir, tmp_path / "link")
+    fails_with(capsys, [f"--input={input_glob.format(d=corpus_dir, t=tmp_path)}",
+                        "--input_format=jsonl", "--text_field=text",
+                        f"--output={output.format(d=corpus_dir, t=tmp_path)}"],
+               "--output", "lies inside --input")
+    assert sorted(os.listdir(corpus_dir)) == ["c.jsonl", "sub"]
+
+
 def test_dead_letters_inside_the_input_glob_are_refused(capsys, corpus_dir, tmp_path):
     d = str(corpus_dir)
     # The default dead-letter prefix, OUTPUT-errors, writes .jsonl next to the output.
