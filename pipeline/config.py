@@ -197,9 +197,9 @@ def _check_outputs_writable(o: EmbedOptions) -> None:
     """A probe file is created and deleted where each prefix writes, and no live run
     holds the prefixes (a cheap early look; run.py takes the locks), all before the
     model loads: a read-only mount, /proc or a regular file in the path fails here."""
-    for option, prefix, _ in _written_prefixes(o):
+    for option, prefix, extensions in _written_prefixes(o):
         try:
-            probe_writable(prefix)
+            probe_writable(prefix, extensions)
         except ValueError as e:
             raise OptionError(f"{option} {prefix!r}: {e}") from None
     try:
