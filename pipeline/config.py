@@ -24,7 +24,8 @@ from pipeline.summary import partial_summary_path, summary_path
 from transforms.encode import EmbeddingSpec, RuntimeOptions
 from transforms.pooling import POOLING_MODES
 from transforms.read import check_pattern_matches, infer_input_format
-from transforms.shards import absolute, example_shard, example_temp_file, prefix_problem
+from transforms.shards import (absolute, example_shard, example_temp_file, prefix_problem,
+                               shard_pattern, temp_dir_of)
 from transforms.skip_existing import FINGERPRINT_KEY
 from transforms.write import OUTPUT_FORMATS
 
@@ -231,14 +232,43 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
         "--dead_letter": [dead_letter, lock_path(dead_letter), example_shard(dead_letter, "jsonl"),
                           example_temp_file(dead_letter, "jsonl")],
     }
+    linked = _linked_input_files(o.input)
     for option, paths in written.items():
-        if any(absolute(path) == input_glob or matches(path) for path in paths):
+        prefix, extensions = paths[0], OUTPUT_FORMATS if option == "--output" else ("jsonl",)
+        if any(absolute(path) == input_glob or matches(path) for path in paths) or any(
+                _written_by(target, prefix, extensions) for target in linked):
             if option == "--dead_letter" and not o.dead_letter:
                 named = f"--output {o.output!r} (its dead letters, {paths[0]}-*.jsonl)"
             else:
                 named = f"{option} {paths[0]!r}"
             raise OptionError(f"{named} lies inside --input {o.input!r}: the input glob would "
                               "read this run's output back as input; write it elsewhere")
+
+
+def _linked_input_files(input_glob: str) -> list[str]:
+    """Where the local files the input matches through symbolic links really are: a
+    link to the output's own summary or shard was deleted by the run's clearing (the
+    earlier output lost), and the run then failed reading it."""
+    if "://" in input_glob:
+        return []
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        matched = FileSystems.match([absolute(input_glob)])[0].metadata_list
+    except Exception:  # noqa: BLE001 - check_pattern_matches has said why already
+        return []
+    return [os.path.realpath(m.path) for m in matched
+            if os.path.realpath(m.path) != os.path.abspath(m.path)]
+
+
+def _written_by(path: str, prefix: str, extensions: tuple[str, ...]) -> bool:
+    """Whether ``path`` (resolved) is a file the run on ``prefix`` writes or clears."""
+    directory, name = os.path.split(_resolved_path(prefix))
+    if os.path.dirname(path) == directory:
+        base = os.path.basename(path)
+        return bool(shard_pattern(name, extensions).match(base)) or base in (
+            os.path.basename(summary_path(name)), os.path.basename(partial_summary_path(name)),
+            os.path.basename(lock_path(name)))
+    return temp_dir_of(path, os.path.join(directory, name)) is not None
 
 
 def _resolved_path(path: str) -> str:

@@ -60,6 +60,26 @@ def test_output_inside_the_input_glob_through_a_link_is_refused(capsys, corpus_d
     assert sorted(os.listdir(corpus_dir)) == ["c.jsonl", "sub"]
 
 
+@pytest.mark.parametrize("target", ["out/emb-summary.json", "out/emb-00000-of-00001.parquet",
+                                    "out/emb-errors-00000-of-00001.jsonl",
+                                    "out/beam-temp-emb-" + "0" * 32 + "/x.emb.parquet"])
+@pytest.mark.parametrize("input_glob", ["{d}/link.txt", "{d}/*.txt"])
+def test_an_input_linked_to_a_file_of_the_output_is_refused(capsys, tmp_path, target, input_glob):
+    """--input=sum.txt, a link to o/emb-summary.json, with --output=o/emb: the run's
+    clearing deleted the earlier complete output, then the run failed reading the
+    dangling link (exit 1, a traceback)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    planted = tmp_path / target
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text("earlier output\n")
+    os.symlink(planted, data / "link.txt")
+    fails_with(capsys, [f"--input={input_glob.format(d=data)}", "--input_format=text",
+                        f"--output={tmp_path}/out/emb", "--preprocessor=/nonexistent",
+                        "--encoder=/nonexistent"], "lies inside --input")
+    assert planted.read_text() == "earlier output\n"
+
+
 def test_dead_letters_inside_the_input_glob_are_refused(capsys, corpus_dir, tmp_path):
     d = str(corpus_dir)
     # The default dead-letter prefix, OUTPUT-errors, writes .jsonl next to the output.
