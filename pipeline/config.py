@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from typing import Optional
 
@@ -23,7 +24,8 @@ from pipeline.summary import partial_summary_path, summary_path
 from transforms.encode import EmbeddingSpec, RuntimeOptions
 from transforms.pooling import POOLING_MODES
 from transforms.read import check_pattern_matches, infer_input_format
-from transforms.shards import absolute, example_shard, example_temp_file, prefix_problem
+from transforms.shards import (absolute, example_shard, example_temp_file, prefix_problem,
+                               shard_pattern, temp_dir_of)
 from transforms.skip_existing import FINGERPRINT_KEY
 from transforms.write import OUTPUT_FORMATS
 
@@ -196,9 +198,9 @@ def _check_outputs_writable(o: EmbedOptions) -> None:
     """A probe file is created and deleted where each prefix writes, and no live run
     holds the prefixes (a cheap early look; run.py takes the locks), all before the
     model loads: a read-only mount, /proc or a regular file in the path fails here."""
-    for option, prefix, _ in _written_prefixes(o):
+    for option, prefix, extensions in _written_prefixes(o):
         try:
-            probe_writable(prefix)
+            probe_writable(prefix, extensions)
         except ValueError as e:
             raise OptionError(f"{option} {prefix!r}: {e}") from None
     try:
@@ -212,7 +214,15 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
     a glob like ``data/**``, this one, which matches files while others are written)
     would read embeddings, dead letters or half-written temporary files back as input."""
     input_glob = absolute(o.input)
-    matches = re.compile(FileSystem.translate_pattern(input_glob)).match  # Beam's own glob rules
+    # Beam's own glob rules, on the paths as given and with their directories' symbolic
+    # links resolved: --output=link/emb with link -> data writes into data/, which
+    # --input='data/*' reads (it read the run's own locks back as documents).
+    patterns = [re.compile(FileSystem.translate_pattern(glob)).match
+                for glob in {input_glob, absolute(_resolved_glob(o.input))}]
+
+    def matches(path: str) -> bool:  # path as given: "link/../x" follows the link first
+        return any(match(candidate) for match in patterns
+                   for candidate in {absolute(path), _resolved_path(path)})
     dead_letter = dead_letter_prefix(o)
     written = {
         "--output": [o.output, summary_path(o.output), partial_summary_path(o.output),
@@ -222,14 +232,65 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
         "--dead_letter": [dead_letter, lock_path(dead_letter), example_shard(dead_letter, "jsonl"),
                           example_temp_file(dead_letter, "jsonl")],
     }
+    linked = _linked_input_files(o.input)
     for option, paths in written.items():
-        if any(absolute(path) == input_glob or matches(absolute(path)) for path in paths):
+        prefix, extensions = paths[0], OUTPUT_FORMATS if option == "--output" else ("jsonl",)
+        if any(absolute(path) == input_glob or matches(path) for path in paths) or any(
+                _written_by(target, prefix, extensions) for target in linked):
             if option == "--dead_letter" and not o.dead_letter:
                 named = f"--output {o.output!r} (its dead letters, {paths[0]}-*.jsonl)"
             else:
                 named = f"{option} {paths[0]!r}"
             raise OptionError(f"{named} lies inside --input {o.input!r}: the input glob would "
                               "read this run's output back as input; write it elsewhere")
+
+
+def _linked_input_files(input_glob: str) -> list[str]:
+    """Where the local files the input matches through symbolic links really are: a
+    link to the output's own summary or shard was deleted by the run's clearing (the
+    earlier output lost), and the run then failed reading it."""
+    if "://" in input_glob:
+        return []
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        matched = FileSystems.match([absolute(input_glob)])[0].metadata_list
+    except Exception:  # noqa: BLE001 - check_pattern_matches has said why already
+        return []
+    return [os.path.realpath(m.path) for m in matched
+            if os.path.realpath(m.path) != os.path.abspath(m.path)]
+
+
+def _written_by(path: str, prefix: str, extensions: tuple[str, ...]) -> bool:
+    """Whether ``path`` (resolved) is a file the run on ``prefix`` writes or clears."""
+    directory, name = os.path.split(_resolved_path(prefix))
+    if os.path.dirname(path) == directory:
+        base = os.path.basename(path)
+        return bool(shard_pattern(name, extensions).match(base)) or base in (
+            os.path.basename(summary_path(name)), os.path.basename(partial_summary_path(name)),
+            os.path.basename(lock_path(name)))
+    return temp_dir_of(path, os.path.join(directory, name)) is not None
+
+
+def _resolved_path(path: str) -> str:
+    """A local path with the symbolic links (and ``..``) of its directory resolved; the
+    last component stays, since it need not exist yet. Other paths unchanged."""
+    if "://" in path:
+        return path
+    directory, name = os.path.split(path)
+    return os.path.join(os.path.realpath(directory), name)
+
+
+def _resolved_glob(glob: str) -> str:
+    """A local glob with the symbolic links of its fixed leading directories resolved
+    (those before the first component holding a glob character)."""
+    if "://" in glob:
+        return glob
+    parts = glob.split(os.sep)  # of the glob as given, for the same reason as paths
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")),
+                 len(parts) - 1)
+    if fixed == 0:
+        return glob
+    return os.path.join(os.path.realpath(os.sep.join(parts[:fixed]) or os.sep), *parts[fixed:])
 
 
 def resolve(options: EmbedOptions) -> RunConfig:

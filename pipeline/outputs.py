@@ -43,8 +43,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import conditional_files
 from pipeline.summary import partial_summary_path, summary_path
-from transforms.shards import (is_local, shard_glob, shard_glob_pattern, shard_pattern,
-                               temp_dir_glob, temp_dir_of, temp_dir_name_pattern)
+from transforms.shards import (example_temp_file, is_local, shard_glob, shard_glob_pattern,
+                               shard_pattern, temp_dir_glob, temp_dir_of, temp_dir_name_pattern)
 from transforms.write import OUTPUT_FORMATS
 
 DEAD_LETTER_EXTENSIONS = ("jsonl",)
@@ -77,13 +77,15 @@ def files_beam_would_delete(prefix: str, extensions: tuple[str, ...]) -> list[st
             if path not in _shards(prefix, extensions)]
 
 
-def probe_writable(prefix: str) -> None:
+def probe_writable(prefix: str, extensions: tuple[str, ...] = OUTPUT_FORMATS) -> None:
     """Create and delete a probe file where ``prefix``'s files will go; raise
     ValueError saying why not. Nothing else is created: locally the probe goes into
     the deepest directory that exists on the way (the run creates the others), and its
-    name is unique and created exclusively, so it never replaces anything."""
+    name is unique and created exclusively, so it never replaces anything. Locally,
+    the names the run will create there must also fit the file system's limits."""
     if is_local(prefix):
         directory = _deepest_existing_directory(prefix)
+        _check_name_lengths(prefix, directory, extensions)
         where = directory
     else:
         directory, where = prefix.rpartition("/")[0], prefix.rpartition("/")[0] + "/"
@@ -97,6 +99,34 @@ def probe_writable(prefix: str) -> None:
         raise ValueError(f"cannot write in {where or '.'}: {e.strerror or e}") from None
     except Exception as e:  # noqa: BLE001 - the storage client raises its own types
         raise ValueError(f"cannot write in {where}: {getattr(e, 'message', e)}") from None
+
+
+def _check_name_lengths(prefix: str, directory: str, extensions: tuple[str, ...]) -> None:
+    """The longest names a run makes from ``prefix`` (Beam's temporary directory and the
+    files in it, which are longer than the shards, the summary and the lock), and the
+    directories it will create, must fit NAME_MAX and PATH_MAX where they go: a
+    250-byte name failed with ENAMETOOLONG and a traceback after the model loaded."""
+    def limit(name: str, default: int) -> int:
+        try:
+            return os.pathconf(directory or ".", name)
+        except (OSError, ValueError):
+            return default
+    name_max, path_max = limit("PC_NAME_MAX", 255), limit("PC_PATH_MAX", 4096)
+    missing = os.path.relpath(os.path.dirname(prefix) or ".", directory or ".")
+    names = [] if missing == "." else missing.split(os.sep)
+    longest_paths = [example_temp_file(prefix, ext) for ext in extensions]
+    for path in longest_paths:
+        temp_dir, temp_file = os.path.split(path)
+        names += [os.path.basename(temp_dir), temp_file]
+    for name in names:
+        if len(os.fsencode(name)) > name_max:
+            raise ValueError(f"a file name the run makes is {len(os.fsencode(name))} bytes long "
+                             f"({name[:40]}...), and the file system takes at most {name_max}; "
+                             "use a shorter prefix")
+    longest = max(len(os.fsencode(os.path.abspath(path))) for path in longest_paths)
+    if longest >= path_max:
+        raise ValueError(f"the paths the run makes are up to {longest} bytes long, and the "
+                         f"file system takes less than {path_max}; use a shorter path")
 
 
 def _deepest_existing_directory(prefix: str) -> str:

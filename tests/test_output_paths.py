@@ -143,6 +143,30 @@ def test_an_unwritable_output_fails_before_the_model_loads(capsys, scratch, opti
     assert sorted(os.listdir(scratch)) == ["broken", "in.txt"]
 
 
+@pytest.mark.parametrize("option,prefix", [
+    ("--output", "o/" + "n" * 250),                 # the shards fit, Beam's temp names do not
+    ("--output", "o/" + "n" * 210),                 # its lock and shards fit too
+    ("--dead_letter", "o/" + "e" * 215),
+    ("--output", "o/" + "d" * 256 + "/emb"),        # a directory the run would create
+])
+def test_a_prefix_whose_names_are_too_long_fails_before_the_model_loads(capsys, scratch, option,
+                                                                        prefix):
+    """A 250-byte name passed every check, then failed with ENAMETOOLONG and a traceback
+    (exit 1) when the lock was created, after the model had loaded."""
+    args = ["--input=in.txt", "--output=o/emb", *NO_MODEL]
+    args = [a for a in args if not a.startswith(f"{option}=")] + [f"{option}={prefix}"]
+    err = fails_with(capsys, args, option, "the file system takes at most 255")
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(os.listdir(scratch)) == ["in.txt"]
+
+
+def test_the_longest_prefix_that_fits_is_accepted(capsys, scratch):
+    # 255 bytes: "beam-temp-" + name + "-" + 32 hex digits, and the temp file
+    # "<uuid4>.NAME.tfrecord" (46 more), are the longest names a run makes.
+    fails_with(capsys, ["--input=in.txt", "--output=o/" + "n" * (255 - 46),
+                        "--dead_letter=o/errors", *NO_MODEL], "--preprocessor")
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     path = tmp_path / "ro"

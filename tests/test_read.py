@@ -753,3 +753,32 @@ def test_a_damaged_file_of_known_size_is_not_read_to_its_end():
     assert records[-1].reason == "damaged_stream"
     assert "of the 3000100-byte file" in records[-1].detail
     assert stream.tell() < 1_000_000
+
+
+def test_parquet_strings_that_are_not_utf8_are_one_dead_letter_each():
+    """Parquet says strings are UTF-8, but a writer that does not validate can store any
+    bytes; pyarrow fails only when it converts the cell, and that failed the whole job
+    (exit 1, a 190-line traceback). Each such row is one invalid_utf8 dead letter, with
+    its id when the id is readable; the other rows of the batch are embedded."""
+    texts = pa.array([b"good one", b"bad \xff text", b"fine"], type=pa.binary())
+    nested = pa.array([[b"x"], [b"y"], [b"\xfe"]], type=pa.list_(pa.binary()))
+    table = pa.table({
+        "id": ["a", "b", "c"],
+        "text": pa.Array.from_buffers(pa.string(), 3, texts.buffers()),  # unvalidated
+        "pair": pa.ListArray.from_arrays(nested.offsets, pa.Array.from_buffers(
+            pa.string(), 3, nested.values.buffers()))})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    records = parse(buffer.getvalue(), name="in.parquet")
+    documents, dead_letters = split(records)
+    assert [(d.id, d.text) for d in documents] == [("a", "good one"), ("c", "fine")]
+    assert [(d.reason, d.id, d.source) for d in dead_letters] == [
+        ("invalid_utf8", "b", "in.parquet:row 1")]
+    assert "0xff at character offset 4" in dead_letters[0].detail
+    assert "bad \\\\xff text" in dead_letters[0].raw
+    # A nested column that cannot be converted names itself.
+    parser = RecordParser("parquet", "id", "text", "pair", None)
+    records = list(parser.parse("in.parquet", io.BytesIO(buffer.getvalue())))
+    assert [getattr(r, "reason", "document") for r in records] == [
+        "invalid_type", "invalid_utf8", "invalid_utf8"]
+    assert "'pair'" in records[2].detail

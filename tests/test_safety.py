@@ -42,6 +42,44 @@ def test_output_inside_the_input_glob_is_refused(capsys, corpus_dir, input_glob,
     assert os.listdir(corpus_dir) == ["c.jsonl"]
 
 
+@pytest.mark.parametrize("input_glob,output", [
+    ("{d}/*", "{t}/link/emb"),                # the output's directory is a link to the input's
+    ("{t}/link/*", "{d}/emb"),                # the input's directory is a link to the output's
+    ("{d}/*", "{t}/link/sub/../emb"),         # "..": the link is followed first, as the OS does
+])
+def test_output_inside_the_input_glob_through_a_link_is_refused(capsys, corpus_dir, tmp_path,
+                                                                input_glob, output):
+    """Paths were compared as written: --output=link/emb with link -> data passed, and the
+    run read its own lock files back from data/ as documents (read 54 of 20 lines)."""
+    (corpus_dir / "sub").mkdir()
+    os.symlink(corpus_dir, tmp_path / "link")
+    fails_with(capsys, [f"--input={input_glob.format(d=corpus_dir, t=tmp_path)}",
+                        "--input_format=jsonl", "--text_field=text",
+                        f"--output={output.format(d=corpus_dir, t=tmp_path)}"],
+               "--output", "lies inside --input")
+    assert sorted(os.listdir(corpus_dir)) == ["c.jsonl", "sub"]
+
+
+@pytest.mark.parametrize("target", ["out/emb-summary.json", "out/emb-00000-of-00001.parquet",
+                                    "out/emb-errors-00000-of-00001.jsonl",
+                                    "out/beam-temp-emb-" + "0" * 32 + "/x.emb.parquet"])
+@pytest.mark.parametrize("input_glob", ["{d}/link.txt", "{d}/*.txt"])
+def test_an_input_linked_to_a_file_of_the_output_is_refused(capsys, tmp_path, target, input_glob):
+    """--input=sum.txt, a link to o/emb-summary.json, with --output=o/emb: the run's
+    clearing deleted the earlier complete output, then the run failed reading the
+    dangling link (exit 1, a traceback)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    planted = tmp_path / target
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text("earlier output\n")
+    os.symlink(planted, data / "link.txt")
+    fails_with(capsys, [f"--input={input_glob.format(d=data)}", "--input_format=text",
+                        f"--output={tmp_path}/out/emb", "--preprocessor=/nonexistent",
+                        "--encoder=/nonexistent"], "lies inside --input")
+    assert planted.read_text() == "earlier output\n"
+
+
 def test_dead_letters_inside_the_input_glob_are_refused(capsys, corpus_dir, tmp_path):
     d = str(corpus_dir)
     # The default dead-letter prefix, OUTPUT-errors, writes .jsonl next to the output.

@@ -129,3 +129,17 @@ def test_an_unreadable_file_is_ignored(tmp_path):
     read_ids = _ReadDoneIdsFn("f")
     read_ids.setup()
     assert list(read_ids.process(readable)) == []
+
+
+def test_ids_that_are_not_utf8_make_the_file_no_evidence(tmp_path):
+    """A string id column holding bytes that are not UTF-8 (a writer that does not
+    validate) failed the job with UnicodeDecodeError when its ids were converted,
+    after the first ids of the file had been used."""
+    raw = pa.array([b"a", b"b", b"bad\xff"], type=pa.binary())
+    path = tmp_path / "emb.parquet"
+    write(path, {"id": pa.Array.from_buffers(pa.string(), 3, raw.buffers())}, "f")
+    read_ids = _ReadDoneIdsFn("f")
+    read_ids.setup()
+    readable = fileio.ReadableFile(FileMetadata(str(path), os.path.getsize(path)),
+                                   CompressionTypes.UNCOMPRESSED)
+    assert list(read_ids.process(readable)) == []

@@ -403,12 +403,14 @@ class RecordParser:
         row_number = 0
         # Batches keep memory bounded by the batch, not the file or row group.
         for batch in parquet_file.iter_batches(batch_size=1024, columns=wanted):
-            for row in batch.to_pylist():
+            for row in _parquet_rows(batch):
                 position.next_line = row_number
                 source = f"{path}:row {row_number}"
                 row_number += 1
-                raw = json.dumps(row, ensure_ascii=False, default=repr)
-                yield self.from_fields(row, source, raw)
+                if isinstance(row, _FieldUtf8Error):
+                    yield DeadLetter("invalid_utf8", row.detail(row.field), source, "", None)
+                    continue
+                yield self.from_fields(row, source, _parquet_raw(row))
             position.next_line = row_number
 
     # Shared field checks --------------------------------------------------------------
@@ -472,9 +474,46 @@ class RecordParser:
 class _FieldUtf8Error(NamedTuple):
     position: int
     what: str
+    field: Optional[str] = None  # set where the field is not known from the call
 
     def detail(self, field: str) -> str:
         return f"field {field!r} has {self.what} at character offset {self.position}"
+
+
+def _parquet_rows(batch: pyarrow.RecordBatch) -> list:
+    """The batch's rows as dicts. Parquet says strings are UTF-8, but writers that do
+    not validate (and files built from raw buffers) hold any bytes, and pyarrow only
+    finds out when it converts a cell, failing the whole batch (and the job). Then
+    the batch's string columns are read as bytes, so that from_fields decides UTF-8
+    per record; a row whose nested column (a list of strings, say) still cannot be
+    converted is a _FieldUtf8Error naming that column."""
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    as_bytes = {pyarrow.string(): pyarrow.binary(), pyarrow.large_string(): pyarrow.large_binary()}
+    columns = [column.cast(as_bytes[column.type]) if column.type in as_bytes else column
+               for column in batch.columns]
+    rows = []
+    for i in range(batch.num_rows):
+        row = {}
+        for name, column in zip(batch.schema.names, columns):
+            try:
+                row[name] = column[i].as_py()
+            except UnicodeDecodeError as error:
+                row = _FieldUtf8Error(error.start, "invalid UTF-8 in a nested value", name)
+                break
+        rows.append(row)
+    return rows
+
+
+def _parquet_raw(row: dict) -> str:
+    """A Parquet row as JSON for a dead letter's raw; bytes as text, bad ones \\xNN."""
+    def text(value):
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "backslashreplace")
+        return repr(value)
+    return json.dumps(row, ensure_ascii=False, default=text)
 
 
 def _as_text(value: Union[str, bytes]) -> Union[str, _FieldUtf8Error]:

@@ -151,6 +151,10 @@ class _ReadDoneIdsFn(beam.DoFn):
                     batch_size=_ID_BATCH_ROWS, columns=["id"])], type=id_type)
             if ids.null_count:
                 raise _NoEvidence(f"has {ids.null_count} null ids")
+            try:  # Parquet strings need not be UTF-8: check before any id is used
+                ids.validate(full=True)
+            except pyarrow.ArrowInvalid as error:
+                raise _NoEvidence(f"has ids that are not UTF-8 ({error})") from None
             return ids
 
 
