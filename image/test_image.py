@@ -235,7 +235,8 @@ def test_b_worker_pool_serves_a_portable_run(daemon, image, scratch, local_rows,
     worker_pool_main in the container, the job submitted from this venv through Beam's
     portable job service; the pipeline proto, coders and pickled DoFns cross into
     SDK harnesses the pool starts inside the container with the image's python."""
-    from tests.portable_runner import free_port, job_service, run_cli_portable, wait_for_port
+    from tests.portable_runner import (free_port, run_cli_portable, running, start_job_service,
+                                       wait_for_port)
     out_dir = fresh_dir(scratch, "portable")
     logs = str(tmp_path_factory.mktemp("portable-logs"))
     port = free_port()
@@ -247,7 +248,7 @@ def test_b_worker_pool_serves_a_portable_run(daemon, image, scratch, local_rows,
     started = time.monotonic()
     try:
         wait_for_port(port, timeout=120)
-        with job_service(logs) as jobs:
+        with running(start_job_service(logs)) as jobs:
             result = run_cli_portable(job_args(scratch, out_dir), jobs, f"localhost:{port}",
                                       timeout=600, log_dir=logs)
     finally:
