@@ -1,7 +1,13 @@
 """beam-embed: sentence embeddings from TF Hub text encoders with Apache Beam."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-VERSION = "0.1.0"
+# Defined once, in transforms/constants.py (read, not imported: setup.py runs before
+# the dependencies are installed).
+VERSION = re.search(r'^VERSION = "([^"]+)"', (Path(__file__).parent / "transforms" / "constants.py")
+                    .read_text(encoding="utf-8"), re.M)[1]
 
 # Pinned together: tensorflow-text must match tensorflow's minor version, and
 # tensorflow-hub 0.16.1 imports pkg_resources, which setuptools >= 81 removed

@@ -17,12 +17,15 @@ same function.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
+import tempfile
 import threading
 import traceback
-from typing import Sequence
+from typing import Optional, Sequence
 
 _SECRET_FLAG = re.compile(r"--?[\w.-]*(token|key|secret|passw|credential|auth)[\w.-]*\Z",
                           re.IGNORECASE)
@@ -72,11 +75,47 @@ class _SafeFormatter(logging.Formatter):
         return printable(_redact(super().formatStack(stack_info)), keep="\n")
 
 
-def configure_logging(argv: Sequence[str]) -> None:
+# This tool's own loggers (its modules log through the root logger or their
+# __name__; progress through beam_embed.progress).
+_OWN_NAMES = ("pipeline", "transforms", "models", "beam_embed")
+_OWN_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name)
+                  + os.sep for name in ("pipeline", "transforms", "models"))
+
+
+def is_own_record(record: logging.LogRecord) -> bool:
+    if record.name.split(".", 1)[0] in _OWN_NAMES:
+        return True
+    # logging.warning(...) in this tool's modules: the root logger, called from here.
+    return record.name == "root" and os.path.abspath(record.pathname).startswith(_OWN_DIRS)
+
+
+class QuietFilter(logging.Filter):
+    """The default level: this tool's warnings and progress lines, and anyone's
+    errors. Beam's and TensorFlow's INFO and WARNING records (type hints, worker
+    start-up, deprecations) are shown with --log_level or -v only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        if not is_own_record(record):
+            return False
+        return record.levelno >= logging.WARNING or record.name == "beam_embed.progress"
+
+
+def configure_logging(argv: Sequence[str], level: Optional[str] = None) -> None:
+    """``level`` None: quiet (QuietFilter); else every logger from that level on."""
     handler = logging.StreamHandler()
     handler.setFormatter(_SafeFormatter(_FORMAT))
+    if level is None:
+        handler.addFilter(QuietFilter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])  # no-op if already configured
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    if handler in root.handlers or level is not None:
+        root.setLevel(level or logging.INFO)
+    # Python warnings (Beam's and TensorFlow's deprecations) become records of the
+    # py.warnings logger, shown at the same levels.
+    logging.captureWarnings(True)
+    logging.getLogger("absl").setLevel(logging.WARNING if level is None else level)
     redact_secrets(argv)
     _install_record_factory()
     sys.excepthook = _print_uncaught
@@ -139,3 +178,38 @@ def _redact(message: str) -> str:
         if secret in message:
             message = message.replace(secret, REDACTED)
     return message
+
+
+# What TensorFlow's C++ side writes to stderr while it loads, before its logging is
+# initialized, whatever TF_CPP_MIN_LOG_LEVEL says: absl's notice and INFO/WARNING
+# lines such as "I0000 00:00:... cudart_stub.cc:31] Could not find cuda drivers".
+_NATIVE_PREAMBLE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] ")
+
+
+@contextlib.contextmanager
+def without_native_preamble():
+    """Runs the block (the import of TensorFlow) with file descriptor 2 captured,
+    then writes back every captured line but TensorFlow's load-time preamble: error
+    lines, Python tracebacks and anything else still reach stderr, in order."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(True)
+                    if not _NATIVE_PREAMBLE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()

@@ -1,23 +1,74 @@
-"""``beam-embed`` / ``python -m pipeline``: parse, check, run, print the summary."""
+"""``beam-embed`` / ``python -m pipeline``: parse, check, run, print the summary.
+
+Importing this module costs nothing: ``--help`` and ``--version`` are answered from
+plain argparse (pipeline/options.py) before Beam or TensorFlow is imported, which
+takes seconds each.
+"""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 
-from pipeline.logs import configure_logging, printable
+from pipeline.logs import configure_logging, printable, without_native_preamble
+from pipeline.options import declare_cli, help_parser, version_line
+
+# TensorFlow's C++ log levels by the level asked for: 0 shows its start-up preamble
+# (CUDA, oneDNN, CPU features), 2 its errors. The default, 3, hides even the error
+# every machine without a GPU logs ("failed call to cuInit"); TensorFlow's real
+# errors reach the run as Python exceptions, and -v shows them all.
+_TF_CPP_LEVELS = {"DEBUG": "0", "INFO": "0", "WARNING": "1", "ERROR": "2"}
+_TF_CPP_QUIET = "3"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _CliParser(argparse.ArgumentParser):
+    def error(self, message):  # one line naming the option, not argparse's usage block
+        raise _UsageError(message)
+
+
+def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The command line's own options (--help, --version, --json, -v, --log_level),
+    and the pipeline's flags (everything else, in order)."""
+    parser = _CliParser(add_help=False, allow_abbrev=False)
+    declare_cli(parser)
+    cli, rest = parser.parse_known_args(argv)
+    if cli.verbose and cli.log_level is None:
+        cli.log_level = "INFO"
+    return cli, rest
 
 
 def main(argv=None, wait: bool = True) -> int:
     """``wait=False`` submits the job and returns (the Flex Template launcher's way)."""
     argv = list(argv if argv is not None else sys.argv[1:])
-    configure_logging(argv)
+    try:
+        cli, argv = parse_command_line(argv)
+    except _UsageError as e:
+        print(f"beam-embed: error: {printable(str(e))}", file=sys.stderr)
+        return 2
+    if cli.help:
+        help_parser().print_help()
+        return 0
+    if cli.version:
+        print(version_line())
+        return 0
+    # Before anything imports TensorFlow: its C++ logging reads this once, at load.
+    if cli.log_level is not None:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = _TF_CPP_LEVELS[cli.log_level]
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_CPP_QUIET)
+    configure_logging(argv, cli.log_level)
     with _interrupts() as interrupted:
         try:
-            return _main(argv, wait)
+            return _main(argv, wait, cli)
         except BaseException as e:  # Beam wraps an interrupt in a bundle as a RuntimeError
             if not interrupted or isinstance(e, SystemExit):
                 raise
@@ -26,9 +77,17 @@ def main(argv=None, wait: bool = True) -> int:
             return 128 + interrupted[0]
 
 
-def _main(argv: list[str], wait: bool) -> int:
-    # Imported here, under the signal handlers: importing Beam and TensorFlow takes seconds.
-    from pipeline.config import OptionError, resolve
+def _main(argv: list[str], wait: bool, cli: argparse.Namespace) -> int:
+    # Imported here, under the signal handlers: importing Beam and TensorFlow takes
+    # seconds. Flags are checked with Beam's options alone, before TensorFlow loads.
+    from pipeline.flags import FlagError, check_flags
+    try:
+        check_flags(argv, extra_known=_cli_flags())
+    except FlagError as e:
+        print(f"beam-embed: error: {printable(str(e))}", file=sys.stderr)
+        return 2
+    with (without_native_preamble() if cli.log_level is None else contextlib.nullcontext()):
+        from pipeline.config import OptionError, resolve
     from pipeline.options import EmbedOptions
     options = EmbedOptions(argv)
     try:
@@ -36,18 +95,36 @@ def _main(argv: list[str], wait: bool) -> int:
     except OptionError as e:
         print(f"beam-embed: error: {printable(str(e))}", file=sys.stderr)
         return 2
+    from pipeline import console
     from pipeline.prefix_lock import LockError, LockLost
     from pipeline.run import run, submit
+    from pipeline.summary import summary_path
+    console.say(console.plan_line(config))
     try:
         if not wait:
             submit(config)
+            console.say("job submitted")
             return 0
-        summary = run(config)
+        display = console.RunDisplay()
+        try:
+            summary = run(config)
+        finally:
+            display.close()
     except LockError as e:  # another run took the prefix since resolve() looked, or
         print(f"beam-embed: error: {e}", file=sys.stderr)  # took it over mid-run (lost)
         return 1 if isinstance(e, LockLost) else 2
-    print(json.dumps(summary, indent=2))
+    for line in console.summary_lines(summary, config.options.output, config.dead_letter,
+                                      summary_path(config.options.output)):
+        console.say(line)
+    if cli.json:
+        print(json.dumps(summary, indent=2))
     return 0
+
+
+def _cli_flags() -> list[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    declare_cli(parser)
+    return [name for action in parser._actions for name in action.option_strings]
 
 
 @contextlib.contextmanager

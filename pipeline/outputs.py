@@ -45,7 +45,7 @@ from pipeline import conditional_files
 from pipeline.summary import partial_summary_path, summary_path
 from transforms.shards import (example_temp_file, is_local, shard_glob, shard_glob_pattern,
                                shard_pattern, temp_dir_glob, temp_dir_of, temp_dir_name_pattern)
-from transforms.write import OUTPUT_FORMATS
+from transforms.constants import OUTPUT_FORMATS
 
 DEAD_LETTER_EXTENSIONS = ("jsonl",)
 PROBE_NAME = ".beam-embed-write-probe-"

@@ -33,6 +33,7 @@ from typing import Iterable
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms.constants import BATCH_TOKENS, MAX_BATCH_SIZE, MAX_SEQ_LENGTH
 from transforms.tokenize import Piece
 
 
@@ -44,9 +45,9 @@ ATTENTION_LENGTH = 128
 @dataclasses.dataclass(frozen=True)
 class BatchShape:
     """How batches are cut and padded."""
-    batch_tokens: int = 8192
-    max_batch_size: int = 256
-    max_seq_length: int = 512
+    batch_tokens: int = BATCH_TOKENS
+    max_batch_size: int = MAX_BATCH_SIZE
+    max_seq_length: int = MAX_SEQ_LENGTH
     bucketed: bool = False   # coarse length classes, for XLA
 
     def padded_length(self, n_tokens: int) -> int:

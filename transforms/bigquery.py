@@ -28,6 +28,7 @@ import apache_beam as beam
 
 from transforms.read import (DEAD_LETTERS_TAG, DOCUMENTS_TAG, ReadResult,
                              RecordOutputs, RecordParser)
+from transforms.progress import PROGRESS
 from transforms.records import DeadLetter, Document
 
 _LOG = logging.getLogger(__name__)
@@ -247,6 +248,8 @@ class _CreateReadSessionFn(beam.DoFn):
                 read_options=types.ReadSession.TableReadOptions(selected_fields=selected)),
             max_stream_count=self._max_streams)
         _LOG.info("bigquery:%s: read session with %d streams", table, len(session.streams))
+        # The progress display's total (an estimate: BigQuery's, before any filter).
+        PROGRESS.expect(total_records=session.estimated_row_count)
         schema = bytes(session.arrow_schema.serialized_schema)
         for index, stream in enumerate(session.streams):
             yield _Stream(f"bigquery:{table}", index, stream.name, schema)

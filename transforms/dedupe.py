@@ -12,6 +12,7 @@ from typing import Iterable
 import apache_beam as beam
 
 from transforms import counters
+from transforms.progress import PROGRESS
 from transforms.read import DEAD_LETTERS_TAG, DOCUMENTS_TAG, ReadResult
 from transforms.records import DeadLetter, Document, raw_prefix
 
@@ -97,6 +98,7 @@ class _ResolveIdFn(beam.DoFn):
                 conflicting[doc_id] = state.count
             else:
                 self._duplicates.inc(state.count - 1)
+                PROGRESS.settle(state.count - 1)
                 yield state.first
         if not conflicting:
             return
@@ -105,6 +107,7 @@ class _ResolveIdFn(beam.DoFn):
             if count is None:
                 continue
             self._dead_lettered.inc()
+            PROGRESS.settle(1)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS_TAG, DeadLetter(
                 "duplicate_id",
                 f"{count} records share this id but not the same text; "

@@ -13,6 +13,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
 from transforms.batching import BatchByLength, BatchShape
+from transforms.constants import BATCH_TOKENS, DEFAULT_LONG_TEXT, MAX_BATCH_SIZE
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
 from transforms.records import DeadLetter, Document
@@ -108,7 +109,8 @@ class EmbedText(beam.PTransform):
     """
 
     def __init__(self, preprocessor: str, encoder: str, spec: EmbeddingSpec = EmbeddingSpec(),
-                 long_text: str = "truncate", batch_tokens: int = 8192, max_batch_size: int = 256,
+                 long_text: str = DEFAULT_LONG_TEXT, batch_tokens: int = BATCH_TOKENS,
+                 max_batch_size: int = MAX_BATCH_SIZE,
                  keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
                  encoder_class: type[TextEncoder] = TextEncoder):
         super().__init__()

@@ -23,13 +23,14 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from transforms import counters
 from transforms.batching import BatchShape
+from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_SEQ_LENGTH,
+                                  PRECISIONS)
 from transforms.progress import PROGRESS
 from transforms.pooling import l2_normalize, pool
 from transforms.text_modules import encoder_device, load_encoder, load_module
 from transforms.tf_errors import error_text
 from transforms.tokenize import Piece
 
-PRECISIONS = ("float32", "bfloat16", "float16")
 NON_FINITE = "the encoder gave a NaN or infinite embedding"
 _INPUT = tf.TensorSpec([None, None], tf.int32)
 _VALUES = tf.TensorSpec([None], tf.int32)
@@ -43,16 +44,16 @@ _FLOAT32_ELEMENTWISE_OPS = ("Erf", "Erfc", "Mul", "Add", "AddV2", "Sub", "RealDi
 @dataclasses.dataclass(frozen=True)
 class EmbeddingSpec:
     """What an embedding means; recorded in the output metadata and fingerprint."""
-    pooling: str = "mean"
+    pooling: str = DEFAULT_POOLING
     layer: Optional[int] = None
     normalize: bool = False
-    max_seq_length: int = 512
+    max_seq_length: int = MAX_SEQ_LENGTH
 
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeOptions:
     """How it is computed; does not change the meaning of an embedding."""
-    precision: str = "float32"
+    precision: str = DEFAULT_PRECISION
     jit_compile: bool = False
 
 

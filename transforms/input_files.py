@@ -51,6 +51,16 @@ def check_pattern_matches(file_pattern: str) -> None:
                         ", ".join(repr(encodable(p)) for p in empty[:5]))
 
 
+def matched_bytes(file_pattern: str) -> Optional[int]:
+    """The total size of the files the pattern matches (the progress display's
+    measure of the input), or None when they cannot be listed from here."""
+    try:
+        matched = FileSystems.match([absolute(file_pattern)])[0].metadata_list
+    except Exception:  # noqa: BLE001 - check_pattern_matches reports why
+        return None
+    return sum(m.size_in_bytes for m in matched)
+
+
 def _warn_about_what_the_glob_skips(file_pattern: str) -> None:
     """Beam's local glob lists files only (os.walk): directories, and links that lead
     nowhere, are skipped without a word. Name them, since the user may have meant

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-POOLING_MODES = ("mean", "cls", "pooled_output", "max")
+from transforms.constants import POOLING_MODES
 
 
 def pool(outputs: dict, input_mask: tf.Tensor, mode: str, layer: int | None) -> tf.Tensor:

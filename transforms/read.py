@@ -18,28 +18,16 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms import counters
-from transforms.decompress import CODECS
+from transforms.formats import INPUT_FORMATS, infer_input_format  # noqa: F401 (interface)
 # check_pattern_matches is part of this module's interface (pipeline/config.py uses it).
-from transforms.input_files import check_not_a_directory, check_pattern_matches  # noqa: F401
+from transforms.input_files import check_pattern_matches, matched_bytes
+from transforms.progress import PROGRESS
 from transforms.records import (RAW_PREFIX_BYTES, DeadLetter, Document, encodable,
                                 raw_prefix)
 from transforms.shards import absolute
 from transforms.text_encoding import Rejection
 from transforms.text_source import Line, Position, TextSource, Utf8Error, lines
 
-INPUT_FORMATS = ("text", "jsonl", "csv", "parquet")
-
-_FORMAT_BY_EXTENSION = {
-    ".txt": "text",
-    ".text": "text",
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".ndjson": "jsonl",
-    ".csv": "csv",
-    ".parquet": "parquet",
-}
-# Suffixes of the compressions the line formats are read in (transforms/decompress.py).
-_COMPRESSION_SUFFIXES = tuple(CODECS)
 # Python's csv module refuses fields over 128 KiB by default; corpus documents can
 # be megabytes long, and length limits are the tokenizer's business, not the reader's.
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
@@ -60,30 +48,6 @@ class ReadResult(NamedTuple):
     """
     documents: beam.PCollection  # of Document
     dead_letters: beam.PCollection  # of DeadLetter
-
-
-def infer_input_format(file_pattern: str) -> str:
-    """The input format implied by the pattern's extension (ignoring .gz and co).
-
-    Raises ValueError, naming the ``--input_format`` option, when it cannot tell, and
-    for a local directory (which has no format: its files do).
-    """
-    check_not_a_directory(file_pattern)
-    name = file_pattern.lower()
-    compression = next((s for s in _COMPRESSION_SUFFIXES if name.endswith(s)), "")
-    stem = name[:len(name) - len(compression)]
-    for extension, input_format in _FORMAT_BY_EXTENSION.items():
-        if stem.endswith(extension):
-            if input_format == "parquet" and compression:
-                raise ValueError(
-                    f"--input {file_pattern!r}: Parquet files cannot be "
-                    f"{compression}-compressed as a whole (Parquet compresses "
-                    "internally)")
-            return input_format
-    raise ValueError(
-        f"cannot infer the input format of --input {file_pattern!r} from its "
-        f"extension; set --input_format (input_format=) to one of "
-        f"{', '.join(INPUT_FORMATS)}")
 
 
 class ReadCorpus(beam.PTransform):
@@ -149,6 +113,7 @@ class ReadCorpus(beam.PTransform):
             input_format, id_field, text_field, text_pair_field, max_text_bytes)
 
     def expand(self, pbegin) -> ReadResult:
+        PROGRESS.expect(total_bytes=matched_bytes(self._file_pattern))
         parsed = (
             pbegin
             | "MatchFiles" >> fileio.MatchFiles(
@@ -185,9 +150,13 @@ class _ParseFileFn(beam.DoFn):
         # Raw bytes: Parquet needs random access, and the line formats are
         # decompressed by RecordParser, which notices damage (Beam's AUTO does not).
         with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            yield from self._outputs.route(self._parser.parse(
-                path, stream, compressed_name=readable_file.metadata.path,
-                size=readable_file.metadata.size_in_bytes))
+            documents = 0
+            for output in self._outputs.route(self._parser.parse(
+                    path, stream, compressed_name=readable_file.metadata.path,
+                    size=readable_file.metadata.size_in_bytes)):
+                documents += not isinstance(output, beam.pvalue.TaggedOutput)
+                yield output
+        PROGRESS.read(documents, readable_file.metadata.size_in_bytes)
 
 
 Record = Union[Document, DeadLetter]

@@ -34,6 +34,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 
 from transforms import counters
+from transforms.progress import PROGRESS
 from transforms.records import Document
 from transforms.shards import absolute, is_local, shard_pattern
 
@@ -176,5 +177,6 @@ class _DropDoneFn(beam.DoFn):
         for document in grouped["documents"]:
             if document.id in done:
                 self._skipped.inc()
+                PROGRESS.settle(1)
             else:
                 yield document

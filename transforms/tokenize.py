@@ -15,11 +15,11 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
+from transforms.constants import LONG_TEXT_POLICIES, MAX_BATCH_SIZE
 from transforms.records import RAW_PREFIX_BYTES, DeadLetter, Document, raw_prefix
 from transforms.text_modules import load_module
 from transforms.tf_errors import error_text
 
-LONG_TEXT_POLICIES = ("truncate", "chunk", "reject")
 # In truncate/reject mode only the first max_seq_length tokens matter, so a huge
 # document is cut before tokenization. Every token covers at least one character,
 # and no tokenizer here needs more than this many characters of context per token.
@@ -160,7 +160,7 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
     """
 
     def __init__(self, preprocessor_handle: str, policy: LongTextPolicy, keep_text: bool = False,
-                 max_batch_size: int = 256):
+                 max_batch_size: int = MAX_BATCH_SIZE):
         # Fixed-size batches: BatchElements would otherwise start at 1 and grow slowly,
         # and a tokenizer call costs about the same for 1 text as for 100.
         super().__init__(min_batch_size=max_batch_size, max_batch_size=max_batch_size)

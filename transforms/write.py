@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
 
+from transforms.constants import OUTPUT_FORMATS
 from transforms.records import DeadLetter
 
-OUTPUT_FORMATS = ("parquet", "tfrecord")
 # Row keys a caller may add to the required id / embedding / n_tokens / truncated.
 OPTIONAL_COLUMNS = ("n_chunks", "text", "text_pair")
 SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"

@@ -1,0 +1,25 @@
+"""Names, choices and defaults that the options and the transforms share, each
+defined here once.
+
+This module imports nothing: ``beam-embed --help`` builds its parser from these
+without importing Beam or TensorFlow (seconds each), and every other module, in
+pipeline/ and transforms/, imports them from here. The input formats are named by
+their registry, transforms/formats/__init__.py (light as well).
+"""
+
+VERSION = "0.1.0"
+
+POOLING_MODES = ("mean", "cls", "pooled_output", "max")
+DEFAULT_POOLING = "mean"
+PRECISIONS = ("float32", "bfloat16", "float16")
+DEFAULT_PRECISION = "float32"
+LONG_TEXT_POLICIES = ("truncate", "chunk", "reject")
+DEFAULT_LONG_TEXT = "truncate"
+OUTPUT_FORMATS = ("parquet", "tfrecord")
+DEFAULT_OUTPUT_FORMAT = "parquet"
+
+# Tokens per text, special tokens included: BERT-family encoders' position table.
+MAX_SEQ_LENGTH = 512
+# Padded tokens per encoder batch, and texts per batch (transforms/batching.py).
+BATCH_TOKENS = 8192
+MAX_BATCH_SIZE = 256
