@@ -26,10 +26,10 @@ from typing import Any, NamedTuple, Optional
 
 import apache_beam as beam
 
-from transforms.read import (DEAD_LETTERS_TAG, DOCUMENTS_TAG, ReadResult,
-                             RecordOutputs, RecordParser)
 from transforms.progress import PROGRESS
-from transforms.records import DeadLetter, Document
+from transforms.read import RecordOutputs
+from transforms.records import DEAD_LETTERS_TAG, DOCUMENTS_TAG, DeadLetter, Document, ReadResult
+from transforms.validate import FieldRules
 
 _LOG = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class ReadBigQueryCorpus(beam.PTransform):
         self._connection = BigQueryConnection(endpoint, storage_endpoint, credentials)
         self._fields = (id_field, text_field, text_pair_field)
         self._max_streams = max_streams
-        self._parser = RecordParser(None, id_field, text_field, text_pair_field, max_text_bytes)
+        self._rules = FieldRules(id_field, text_field, text_pair_field, max_text_bytes)
 
     def expand(self, pbegin) -> ReadResult:
         parsed = (
@@ -201,7 +201,7 @@ class ReadBigQueryCorpus(beam.PTransform):
                 self._temp_dataset, self._fields, self._max_streams))
             # One element per stream: spread them over workers before reading.
             | "ReshuffleStreams" >> beam.Reshuffle()
-            | "ReadStreams" >> beam.ParDo(_ReadStreamFn(self._connection, self._parser))
+            | "ReadStreams" >> beam.ParDo(_ReadStreamFn(self._connection, self._rules))
             .with_output_types(Document, **{DEAD_LETTERS_TAG: DeadLetter})
             .with_outputs(DEAD_LETTERS_TAG, main=DOCUMENTS_TAG))
         documents = parsed[DOCUMENTS_TAG] | "ReshuffleDocuments" >> beam.Reshuffle()
@@ -274,9 +274,9 @@ class _CreateReadSessionFn(beam.DoFn):
 class _ReadStreamFn(beam.DoFn):
     """_Stream → Documents (main output) and DeadLetters (tagged), row by row."""
 
-    def __init__(self, connection: BigQueryConnection, parser: RecordParser):
+    def __init__(self, connection: BigQueryConnection, rules: FieldRules):
         self._connection = connection
-        self._parser = parser
+        self._rules = rules
 
     def setup(self):
         self._client = self._connection.read_client()
@@ -297,4 +297,4 @@ class _ReadStreamFn(beam.DoFn):
                 source = f"{stream.label}:stream {stream.index} row {row}"
                 row += 1
                 raw = json.dumps(fields, ensure_ascii=False, default=str)
-                yield self._parser.from_fields(fields, source, raw)
+                yield self._rules.from_fields(fields, source, raw)

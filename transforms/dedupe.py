@@ -13,8 +13,8 @@ import apache_beam as beam
 
 from transforms import counters
 from transforms.progress import PROGRESS
-from transforms.read import DEAD_LETTERS_TAG, DOCUMENTS_TAG, ReadResult
-from transforms.records import DeadLetter, Document, raw_prefix
+from transforms.records import (DEAD_LETTERS_TAG, DOCUMENTS_TAG, DeadLetter, Document, ReadResult,
+                                raw_prefix)
 
 
 class DeduplicateDocuments(beam.PTransform):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import json
-from typing import Optional
+from typing import NamedTuple, Optional, Union
 
 import apache_beam as beam
 
@@ -130,3 +130,19 @@ class DeadLetter:
 # registered explicitly (Beam keeps pickling them otherwise, for compatibility).
 beam.coders.registry.register_row(Document)
 beam.coders.registry.register_row(DeadLetter)
+
+
+Record = Union[Document, DeadLetter]
+
+# The two outputs of every stage that can reject a record (reading, deduplication):
+# Documents on the main output, DeadLetters on this tag.
+DOCUMENTS_TAG = "documents"
+DEAD_LETTERS_TAG = "dead_letters"
+
+
+class ReadResult(NamedTuple):
+    """What ReadCorpus, ReadBigQueryCorpus and DeduplicateDocuments return: two
+    PCollections. Unpack it (``documents, dead_letters = ...``) or use the attributes.
+    """
+    documents: beam.PCollection  # of Document
+    dead_letters: beam.PCollection  # of DeadLetter
