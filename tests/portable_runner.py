@@ -214,9 +214,9 @@ def run_cli_portable(args: Sequence[str], jobs: Service, worker_endpoint: str | 
                      timeout: float = CLI_TIMEOUT, log_dir: Optional[str] = None
                      ) -> subprocess.CompletedProcess:
     """``python -m pipeline ARGS`` as a client of the job service, in a process of its
-    own (killed after ``timeout``); stdout holds the summary it prints."""
+    own (killed after ``timeout``); stdout holds the summary it prints (``--json``)."""
     endpoint = worker_endpoint.endpoint if isinstance(worker_endpoint, Service) else worker_endpoint
-    command = [python, "-m", "pipeline", *args, *portable_options(jobs.endpoint, endpoint)]
+    command = [python, "-m", "pipeline", *args, "--json", *portable_options(jobs.endpoint, endpoint)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                 env=python_env(python, env), cwd=log_dir or REPO,
