@@ -34,7 +34,8 @@ def plan_line(config) -> str:
             f"{o.pooling} pooling) into {o.output}-*.{o.output_format}")
 
 
-def summary_lines(summary: dict, output: str, dead_letter: str, summary_file: str) -> list[str]:
+def summary_lines(summary: dict, output: str, output_format: str, dead_letter: str,
+                  summary_file: str) -> list[str]:
     dead = summary["dead_lettered"]
     n_dead = sum(dead.values())
     lines = [f"embedded {summary['embedded']:,} of {summary['read']:,} records in "
@@ -52,7 +53,7 @@ def summary_lines(summary: dict, output: str, dead_letter: str, summary_file: st
         details.append(f"{n_dead:,} dead-lettered ({reasons}) in {dead_letter}-*.jsonl")
     if details:
         lines.append("; ".join(details))
-    lines.append(f"wrote {output}-*; summary in {summary_file}")
+    lines.append(f"wrote {output}-*.{output_format}; summary in {summary_file}")
     return lines
 
 

@@ -110,11 +110,12 @@ def configure_logging(argv: Sequence[str], level: Optional[str] = None) -> None:
         handler.addFilter(QuietFilter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])  # no-op if already configured
     root = logging.getLogger()
+    if handler in root.handlers:  # this process's logging is ours (not a test's, say)
+        # Python warnings (Beam's and TensorFlow's deprecations) become records of the
+        # py.warnings logger, shown at the same levels.
+        logging.captureWarnings(True)
     if handler in root.handlers or level is not None:
         root.setLevel(level or logging.INFO)
-    # Python warnings (Beam's and TensorFlow's deprecations) become records of the
-    # py.warnings logger, shown at the same levels.
-    logging.captureWarnings(True)
     logging.getLogger("absl").setLevel(logging.WARNING if level is None else level)
     redact_secrets(argv)
     _install_record_factory()

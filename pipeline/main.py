@@ -113,8 +113,9 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace) -> int:
     except LockError as e:  # another run took the prefix since resolve() looked, or
         print(f"beam-embed: error: {e}", file=sys.stderr)  # took it over mid-run (lost)
         return 1 if isinstance(e, LockLost) else 2
-    for line in console.summary_lines(summary, config.options.output, config.dead_letter,
-                                      summary_path(config.options.output)):
+    o = config.options
+    for line in console.summary_lines(summary, o.output, o.output_format, config.dead_letter,
+                                      summary_path(o.output)):
         console.say(line)
     if cli.json:
         print(json.dumps(summary, indent=2))

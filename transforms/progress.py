@@ -55,7 +55,7 @@ class Figures:
     @property
     def eta_seconds(self) -> Optional[float]:
         fraction = self.fraction
-        if fraction is None or self.done == 0 or self.seconds <= 0:
+        if fraction is None or fraction >= 1 or self.done == 0 or self.seconds <= 0:
             return None
         return self.seconds * (1 - fraction) / fraction
 
