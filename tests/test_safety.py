@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from pipeline.main import main
 from tests.pipeline_helpers import fails_with, module_args, read_dead_letters, read_parquet_rows, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,14 +135,23 @@ def test_logs_hold_no_document_text_and_no_credentials(tmp_path, tiny_random_mod
     caplog.set_level(logging.INFO)  # what the CLI logs
     write_marked_corpus(tmp_path / "c.jsonl")
     out = str(tmp_path / "out" / "emb")
-    run_cli(f"--input={tmp_path / 'c.jsonl'}", "--text_field=text", f"--output={out}",
+    args = [f"--input={tmp_path / 'c.jsonl'}", "--text_field=text", f"--output={out}",
             "--long_text=reject", "--max_seq_length=64", *module_args(tiny_random_model),
-            f"--api_key={SECRETS[0]}", "--hf_token", SECRETS[1])
+            "--runner=FnApiRunner"]
+    # An unknown credential-like flag is refused, naming the flag, never its value.
+    assert main([*args, f"--api_key={SECRETS[0]}", "--hf_token", SECRETS[1]]) == 2
+    err = capfd.readouterr().err
+    assert "--api_key" in err and "--hf_token" in err
+    assert all(secret not in err for secret in SECRETS)
+    # A known one (a Beam option whose name looks like a credential) runs, and every
+    # log record of the process shows its value as ***, whichever logger writes it.
+    run_cli(*args, f"--dataflow_kms_key={SECRETS[0]}")
+    logging.getLogger("apache_beam.options").warning("options: --dataflow_kms_key=%s", SECRETS[0])
     captured = capfd.readouterr()
     logged = caplog.text + captured.out + captured.err
-    assert "Unparseable argument: --api_key=***" in logged  # Beam did log the flags...
+    assert "options: --dataflow_kms_key=***" in logged
     for secret in SECRETS:
-        assert secret not in logged  # ...with the values hidden
+        assert secret not in logged
     assert MARKER not in logged
     check_marked_outputs(out)
 
@@ -166,7 +176,8 @@ def test_the_cli_only_reads_the_model_and_logs_no_document(tmp_path, tiny_random
     run = subprocess.run(
         [sys.executable, "-m", "pipeline", f"--input={tmp_path / 'c.jsonl'}", "--text_field=text",
          f"--output={out}", "--long_text=reject", "--max_seq_length=64",
-         *module_args(tiny_random_model), "--runner=FnApiRunner", f"--db_password={SECRETS[0]}"],
+         *module_args(tiny_random_model), "--runner=FnApiRunner", f"--dataflow_kms_key={SECRETS[0]}",
+         "-v"],  # every logger on: nothing of a document or the key reaches any of them
         cwd=REPO, capture_output=True, timeout=600)
     assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
     assert snapshot(tiny_random_model.root) == before

@@ -31,7 +31,8 @@ def test_printable_escapes_what_a_terminal_acts_on():
 def cli(*args, **kwargs):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *args, "--runner=FnApiRunner"], cwd=REPO, env=env,
+        # -v: Beam's INFO lines say when the pipeline has started.
+        [sys.executable, "-m", "pipeline", *args, "--runner=FnApiRunner", "-v"], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         # Whatever started the tests, the child gets SIGINT's default disposition.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
