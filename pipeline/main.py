@@ -102,8 +102,9 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace) -> int:
     console.say(console.plan_line(config))
     try:
         if not wait:
-            submit(config)
-            console.say("job submitted")
+            result = submit(config)
+            job_id = getattr(result, "job_id", None)  # DataflowPipelineResult's
+            console.say(f"job submitted{f': {job_id()}' if callable(job_id) else ''}")
             return 0
         display = console.RunDisplay()
         try:

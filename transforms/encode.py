@@ -23,8 +23,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from transforms import counters
 from transforms.batching import BatchShape
-from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_SEQ_LENGTH,
-                                  PRECISIONS)
+from transforms.constants import DEFAULT_POOLING, DEFAULT_PRECISION, MAX_SEQ_LENGTH
 from transforms.progress import PROGRESS
 from transforms.pooling import l2_normalize, pool
 from transforms.text_modules import encoder_device, load_encoder, load_module
