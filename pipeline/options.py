@@ -11,6 +11,7 @@ from transforms.encode import PRECISIONS
 from transforms.pooling import POOLING_MODES
 from transforms.read import INPUT_FORMATS
 from transforms.tokenize import LONG_TEXT_POLICIES
+from transforms.sinks.postgres import VECTOR_TYPES
 from transforms.write import OUTPUT_FORMATS
 
 
@@ -36,10 +37,20 @@ class EmbedOptions(PipelineOptions):
         source.add_argument("--bigquery_storage_endpoint", help=argparse.SUPPRESS)
         out = parser.add_argument_group("output")
         out.add_argument("--output", help="output prefix: PREFIX-SSSSS-of-NNNNN.parquet|.tfrecord")
-        out.add_argument("--output_format", default="parquet", choices=OUTPUT_FORMATS)
+        out.add_argument("--output_format", default="parquet", choices=OUTPUT_FORMATS + ("none",),
+                         help="files under --output; none: only --output_table (the summary "
+                              "and dead letters still go under --output)")
         out.add_argument("--dead_letter", help="dead-letter prefix (default: OUTPUT-errors)")
         _flag(out, "--keep_text", "also write text (and text_pair)")
-        out.add_argument("--skip_existing", help="glob of earlier Parquet outputs whose ids are done")
+        out.add_argument("--skip_existing", help="glob of earlier Parquet outputs (or a table "
+                         "URL like --output_table's) whose ids are done")
+        out.add_argument("--output_table",
+                         help="also write the rows to a table: bq://PROJECT.DATASET.TABLE or "
+                              "postgresql://[USER@]HOST[:PORT]/DB?table=[SCHEMA.]TABLE (password "
+                              "from PGPASSWORD, ~/.pgpass or a service file, never the URL)")
+        out.add_argument("--vector_type", default="vector", choices=VECTOR_TYPES,
+                         help="pgvector column type of a new PostgreSQL table")
+        _flag(out, "--hnsw_index", "create a pgvector HNSW index (cosine) after loading")
         model = parser.add_argument_group("model")
         model.add_argument("--model", help=f"preset: {', '.join(PRESET_NAMES)} (default {PRESET_NAMES[0]})")
         model.add_argument("--preprocessor", help="TF Hub preprocessor handle (URL, local or gs:// path)")
