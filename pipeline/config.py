@@ -46,6 +46,14 @@ def output_columns(o: EmbedOptions) -> set[str]:
     return columns
 
 
+def table_options(o: EmbedOptions) -> dict:
+    """What table sinks may need besides their URL; each takes the ones it knows."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    return dict(vector_type=o.vector_type, hnsw_index=o.hnsw_index, staging_prefix=o.output,
+                project=o.view_as(GoogleCloudOptions).project,
+                bigquery_endpoint=o.bigquery_endpoint)
+
+
 def run_id(output: str) -> str:
     """A run's identity in a table: its --output prefix (absolute when local), the
     same prefix whose files and locks the run owns."""
@@ -90,8 +98,7 @@ class RunConfig:
         if o.output_format != NO_FILES:
             sinks.append(file_sink_class(o.output_format)(o.output, rows))
         if o.output_table:
-            sinks.append(table_sink_class(o.output_table)(
-                o.output_table, rows, vector_type=o.vector_type, hnsw_index=o.hnsw_index))
+            sinks.append(table_sink_class(o.output_table)(o.output_table, rows, **table_options(o)))
         return sinks
 
     def metadata(self) -> dict[str, str]:

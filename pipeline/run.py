@@ -5,7 +5,7 @@ import time
 
 import apache_beam as beam
 
-from pipeline.config import RunConfig, run_id
+from pipeline.config import RunConfig, run_id, table_options
 from pipeline.outputs import clear_previous_run
 from pipeline.prefix_lock import PrefixLock
 from pipeline.summary import summarize, write_summary
@@ -40,7 +40,8 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     documents = unique.documents
     if o.skip_existing:
         documents = documents | "SkipExisting" >> SkipExisting(
-            o.skip_existing, config.fingerprint, own_output=o.output, own_run=run_id(o.output))
+            o.skip_existing, config.fingerprint, own_output=o.output, own_run=run_id(o.output),
+            table_options=table_options(o))
     embedded = documents | "Embed" >> EmbedText(
         config.handles.preprocessor, config.handles.encoder, config.spec,
         long_text=o.long_text, batch_tokens=o.batch_tokens, max_batch_size=o.max_batch_size,

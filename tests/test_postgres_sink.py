@@ -6,6 +6,7 @@ against the encoder called directly and against the same run's Parquet output.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -176,6 +177,37 @@ def _start_cli(tmp_path, url: str, model, retry_seconds: float, n: int):
          *module_args(model)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+SLOW_STAGING = """
+CREATE OR REPLACE FUNCTION test_slow_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION test_add_slow_copy() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' LOOP
+    IF r.object_identity LIKE '%beam_embed_stage_%' THEN
+      EXECUTE format('CREATE TRIGGER slow AFTER INSERT ON %s FOR EACH STATEMENT '
+                     'EXECUTE FUNCTION test_slow_copy()', r.object_identity);
+    END IF;
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER test_slow_staging ON ddl_command_end EXECUTE FUNCTION test_add_slow_copy();
+"""
+
+
+@contextlib.contextmanager
+def slow_staging(server):
+    """Every COPY into a staging table takes 1.5 s more (a trigger the server adds to
+    each staging table as it is created), so that the test can stop the server while
+    the run is between its batches, with one committed and the next in flight."""
+    with server.connect() as conn:
+        conn.execute(SLOW_STAGING)
+    try:
+        yield
+    finally:
+        with server.connect() as conn:
+            conn.execute("DROP EVENT TRIGGER IF EXISTS test_slow_staging")
+
+
 def _staged_rows(server) -> int:
     try:
         with server.connect() as conn:
@@ -189,9 +221,11 @@ def _staged_rows(server) -> int:
 
 def test_server_restarted_mid_run_is_retried(postgres_server, tiny_random_model, tmp_path):
     url = postgres_server.url(table="restarted")
-    process = _start_cli(tmp_path, url, tiny_random_model, retry_seconds=20, n=2500)
+    with slow_staging(postgres_server):
+        process = _start_cli(tmp_path, url, tiny_random_model, retry_seconds=20, n=2500)
+        ready = wait_for(lambda: _staged_rows(postgres_server) > 0, timeout=300, step=0.05)
     try:
-        assert wait_for(lambda: _staged_rows(postgres_server) > 0, timeout=120, step=0.05)
+        assert ready, "the run never staged a batch"
         postgres_server.stop("immediate")  # drops the workers' connections
         postgres_server.start()
         _, err = process.communicate(timeout=180)
@@ -205,9 +239,11 @@ def test_server_restarted_mid_run_is_retried(postgres_server, tiny_random_model,
 
 def test_server_gone_mid_run_fails_without_a_summary(postgres_server, tiny_random_model, tmp_path):
     url = postgres_server.url(table="gone")
-    process = _start_cli(tmp_path, url, tiny_random_model, retry_seconds=2, n=2500)
+    with slow_staging(postgres_server):
+        process = _start_cli(tmp_path, url, tiny_random_model, retry_seconds=2, n=2500)
+        ready = wait_for(lambda: _staged_rows(postgres_server) > 0, timeout=300, step=0.05)
     try:
-        assert wait_for(lambda: _staged_rows(postgres_server) > 0, timeout=120, step=0.05)
+        assert ready, "the run never staged a batch"
         postgres_server.stop("immediate")
         _, err = process.communicate(timeout=180)
     finally:

@@ -53,7 +53,7 @@ class SkipExisting(beam.PTransform):
     """
 
     def __init__(self, existing_glob: str, fingerprint: str, own_output: Optional[str] = None,
-                 own_run: str = ""):
+                 own_run: str = "", table_options: Optional[dict] = None):
         super().__init__()
         from transforms.sinks import table_sink_class
         self._table_sink = table_sink_class(existing_glob)
@@ -63,12 +63,13 @@ class SkipExisting(beam.PTransform):
         self._fingerprint = fingerprint
         self._own_output = own_output
         self._own_run = own_run
+        self._table_options = dict(table_options or {})
 
     def expand(self, documents):
         if self._table_sink is not None:  # a table: its rows with this fingerprint, not this run's
             done_ids = (documents.pipeline
                         | "ReadTableIds" >> self._table_sink.done_ids(
-                            self._url, self._fingerprint, self._own_run)
+                            self._url, self._fingerprint, self._own_run, **self._table_options)
                         | "KeyTableIds" >> beam.Map(lambda doc_id: (_id_key(doc_id), doc_id))
                         .with_output_types(tuple[bytes, str]))
         else:

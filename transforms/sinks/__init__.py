@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from transforms.sinks.base import DestinationError, Sink, SinkRows  # noqa: F401
+from transforms.sinks.bigquery import BigQuerySink
 from transforms.sinks.parquet import ParquetSink
 from transforms.sinks.postgres import PostgresSink
 from transforms.sinks.tfrecord import TFRecordSink
@@ -26,6 +27,7 @@ def register(sink_class: type[Sink]) -> type[Sink]:
 register(ParquetSink)
 register(TFRecordSink)
 register(PostgresSink)
+register(BigQuerySink)
 
 FILE_FORMATS = tuple(name for name, cls in SINKS.items() if cls.extensions)
 FILE_EXTENSIONS = tuple(ext for cls in SINKS.values() for ext in cls.extensions)

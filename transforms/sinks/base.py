@@ -79,7 +79,9 @@ class Sink:
     extensions: ClassVar[tuple[str, ...]] = ()
     schemes: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, destination: str, rows: SinkRows):
+    def __init__(self, destination: str, rows: SinkRows, **options):
+        """``options``: the run's table options (config.table_options); each sink takes
+        the ones it knows."""
         self.destination = destination
         self.rows = rows
 
@@ -107,7 +109,7 @@ class Sink:
         raise NotImplementedError
 
     @classmethod
-    def done_ids(cls, url: str, fingerprint: str, own_run: str) -> beam.PTransform:
+    def done_ids(cls, url: str, fingerprint: str, own_run: str, **options) -> beam.PTransform:
         """PBegin -> the ids the table holds with ``fingerprint``, except ``own_run``'s."""
         raise NotImplementedError
 

@@ -244,7 +244,7 @@ class PostgresSink(Sink):
         PostgresTable(url, option).connect_checked().close()
 
     @classmethod
-    def done_ids(cls, url: str, fingerprint: str, own_run: str) -> beam.PTransform:
+    def done_ids(cls, url: str, fingerprint: str, own_run: str, **_) -> beam.PTransform:
         return ReadPostgresIds(url, fingerprint, own_run)
 
 
