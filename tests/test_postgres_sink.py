@@ -254,3 +254,8 @@ def test_server_gone_mid_run_fails_without_a_summary(postgres_server, tiny_rando
     assert not os.path.exists(tmp_path / "emb-summary.json")
     with postgres_server.connect() as conn:  # the table holds nothing of the failed run
         assert conn.execute("SELECT count(*) FROM gone").fetchone()[0] == 0
+    # The same command again, once the server is back: the complete table, once each.
+    summary = run_cli(f"--input={tmp_path / 'corpus.txt'}", f"--output={tmp_path / 'emb'}",
+                      f"--output_table={url}", *module_args(tiny_random_model))
+    assert summary["embedded"] == summary["table_rows"] == len(table_rows(postgres_server, "gone")) == 2500
+    assert _staged_rows(postgres_server) == -1  # no staging table left

@@ -189,7 +189,7 @@ class WriteBigQuery(beam.PTransform):
     def expand(self, rows):
         return (rows
                 | "Batch" >> beam.BatchElements(min_batch_size=FILE_ROWS, max_batch_size=FILE_ROWS)
-                | "WriteFiles" >> beam.ParDo(_WriteFileFn(self._sink)).with_output_types(str)
+                | "WriteFiles" >> beam.ParDo(_WriteFileFn(self._sink)).with_output_types(tuple[str, int])
                 | "AllFiles" >> beam.combiners.ToList()
                 | "LoadAndSwap" >> beam.ParDo(_LoadAndSwapFn(self._sink)).with_output_types(int))
 
@@ -221,17 +221,18 @@ class _WriteFileFn(beam.DoFn):
         path = f"{sink.staging_dir}/part-{uuid.uuid4().hex}.parquet"
         with FileSystems.create(path) as f:
             pq.write_table(pa.table(columns), f)
-        yield path
+        yield path, len(batch)
 
 
 class _LoadAndSwapFn(beam.DoFn):
     def __init__(self, sink: BigQuerySink):
         self._sink = sink
 
-    def process(self, paths: list[str]):
+    def process(self, files: list[tuple[str, int]]):
         from apache_beam.io.filesystems import FileSystems
         from google.cloud import bigquery
         sink = self._sink
+        paths, staged = [p for p, _ in files], sum(n for _, n in files)
         client = sink.client()
         client.delete_table(sink.staging, not_found_ok=True)
         staging = bigquery.Table(sink.staging, schema=_schema(sorted(sink.rows.columns)))
@@ -248,6 +249,10 @@ class _LoadAndSwapFn(beam.DoFn):
         for path in (p for p in paths if not p.startswith("gs://")):
             with FileSystems.open(path) as f:
                 client.load_table_from_file(f, sink.staging, job_config=config).result()
+        loaded = client.get_table(sink.staging).num_rows or 0
+        if loaded != staged:  # every row handed over, or the run fails claiming nothing
+            raise RuntimeError(f"{OPTION} {sink.describe()}: the staging table holds {loaded} "
+                               f"rows of the {staged} written; nothing was swapped in")
         written = self._swap(client)
         self._record_provenance(client)
         client.delete_table(sink.staging, not_found_ok=True)

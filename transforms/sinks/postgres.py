@@ -14,12 +14,13 @@ provenance per row: ``fingerprint`` (the model fingerprint, compared by
 provenance (encoder, pooling, ...) goes in the table's comment as JSON, keyed by
 fingerprint.
 
-Idempotence, by a staging table swapped in: the launcher (re)creates an unlogged
-staging table of this run before the pipeline starts; workers COPY batches of rows
+Idempotence, by a staging table swapped in: the launcher (re)creates a (logged:
+a crashed server empties unlogged tables) staging table of this run before the
+pipeline starts; workers COPY batches of rows
 into it; once every batch is in, one transaction deletes the rows an earlier
 attempt of this run left, upserts the staged rows on id (``ON CONFLICT (id) DO
 UPDATE``, one row per id even if a retried batch was copied twice), and drops the
-staging table. A killed run leaves the table as it was; each id is in it once
+staging table, after checking that it holds every row the run handed over. A killed run leaves the table as it was; each id is in it once
 whatever happened. Two runs on one table swap one at a time (an advisory lock).
 
 Connections that drop are retried with back-off (a batch is one transaction, so
@@ -233,7 +234,10 @@ class PostgresSink(Sink):
             staged = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
                       for c, t in self._column_types().items()]
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
-            conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(
+            # Logged, not UNLOGGED: a server that crashes (or is stopped with -m
+            # immediate) truncates unlogged tables on recovery, and the batches
+            # committed before would be lost while the run retries the rest.
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(
                 staging, sql.SQL(", ").join(staged)))
 
     def write(self) -> beam.PTransform:
@@ -320,15 +324,16 @@ class _SwapInFn(beam.DoFn):
 
     def process(self, staged: int):
         sink = self._sink
-        written = with_retries(f"swapping the rows into {OPTION} {sink.table.shown}", self._swap)
+        written = with_retries(f"swapping the rows into {OPTION} {sink.table.shown}",
+                               lambda: self._swap(staged))
         counters.counter(counters.ROWS_WRITTEN).inc(written)
         if sink.hnsw_index:
             with_retries(f"indexing {OPTION} {sink.table.shown}", self._index)
-        logging.info("%s: %d rows of this run (%d staged, retried batches included)",
+        logging.info("%s: %d rows of this run (%d staged)",
                      sink.table.shown, written, staged)
         yield written
 
-    def _swap(self) -> int:
+    def _swap(self, staged: int) -> int:
         from psycopg import sql
         sink, table = self._sink, self._sink.table
         target, staging = table.identifier(), table.identifier(sink.staging_name)
@@ -340,6 +345,13 @@ class _SwapInFn(beam.DoFn):
                 # dropped in the same transaction as the rows go in.
                 return conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE run = %s").format(target),
                                     [run]).fetchone()[0]
+            # Every row handed to the sink must be there (each batch's count reached
+            # here once, whatever was retried): else the run fails, claiming nothing.
+            distinct = conn.execute(sql.SQL("SELECT count(DISTINCT id) FROM {}").format(staging)
+                                    ).fetchone()[0]
+            if distinct != staged:
+                raise RuntimeError(f"{OPTION} {table.shown}: the staging table holds {distinct} "
+                                   f"rows of the {staged} written; nothing was swapped in")
             conn.execute(sql.SQL("DELETE FROM {} WHERE run = %s").format(target), [run])
             columns = sink.columns
             absent = [c for c in OPTIONAL_COLUMNS if c not in columns]
