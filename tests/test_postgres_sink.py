@@ -159,6 +159,8 @@ def test_bad_destinations_fail_before_the_run(postgres_server, tiny_random_model
     err = fails_with(capsys, [*base, "--output_table=postgresql://postgres:s3cret@127.0.0.1/db?table=t"],
                      "--output_table", "PGPASSWORD")
     assert "s3cret" not in err
+    fails_with(capsys, [*base, f"--output_table={postgres_server.url(table='nope.emb')}"],
+               "--output_table", 'schema "nope" does not exist')
     fails_with(capsys, [*base, "--output_table=mysql://h/db"], "--output_table", "postgresql://")
     fails_with(capsys, [*base, f"--output_table={postgres_server.url()}"], "?table=")
     fails_with(capsys, [*base, f"--output_table={postgres_server.url(table='emb')}",

@@ -168,6 +168,13 @@ class PostgresSink(Sink):
         return f"{self.vector_type}({self.rows.dim})"
 
     def check(self) -> None:
+        import psycopg
+        try:
+            self._check()
+        except psycopg.Error as e:  # a missing schema, a server that went away, ...
+            raise DestinationError(f"{OPTION} {self.table.shown!r}: {_one_line(e)}") from None
+
+    def _check(self) -> None:
         with self.table.connect_checked() as conn:
             shown = f"{OPTION} {self.table.shown!r}"
             cur = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
