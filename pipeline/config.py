@@ -29,6 +29,34 @@ from transforms.shards import (absolute, example_shard, example_temp_file, prefi
 from transforms.skip_existing import FINGERPRINT_KEY
 
 
+NO_FILES = "none"  # --output_format none: only --output_table gets rows
+
+
+def output_columns(o: EmbedOptions) -> set[str]:
+    columns = set()
+    if o.long_text == "chunk":
+        columns.add("n_chunks")
+    if o.keep_text:
+        columns.add("text")
+        if o.text_pair_field:
+            columns.add("text_pair")
+    return columns
+
+
+def table_options(o: EmbedOptions) -> dict:
+    """What table sinks may need besides their URL; each takes the ones it knows."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    return dict(vector_type=o.vector_type, hnsw_index=o.hnsw_index, staging_prefix=o.output,
+                project=o.view_as(GoogleCloudOptions).project,
+                bigquery_endpoint=o.bigquery_endpoint)
+
+
+def run_id(output: str) -> str:
+    """A run's identity in a table: its --output prefix (absolute when local), the
+    same prefix whose files and locks the run owns."""
+    return absolute(output)
+
+
 class OptionError(ValueError):
     """A bad command line; the message names the option."""
 
@@ -56,6 +84,19 @@ class RunConfig:
                   "pooling": self.spec.pooling, "layer": self.spec.layer,
                   "normalize": self.spec.normalize, "max_seq_length": self.spec.max_seq_length}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+    def sinks(self) -> list:
+        """The sinks the rows go to (transforms/sinks/): the file sink of --output_format
+        under --output, and the table sink of --output_table."""
+        from transforms.sinks import SinkRows, file_sink_class, table_sink_class
+        o = self.options
+        rows = SinkRows(self.facts.dim, output_columns(o), self.metadata(), run_id(o.output))
+        sinks = []
+        if o.output_format != NO_FILES:
+            sinks.append(file_sink_class(o.output_format)(o.output, rows))
+        if o.output_table:
+            sinks.append(table_sink_class(o.output_table)(o.output_table, rows, **table_options(o)))
+        return sinks
 
     def metadata(self) -> dict[str, str]:
         return {"beam_embed.version": VERSION, FINGERPRINT_KEY: self.fingerprint,
@@ -290,6 +331,34 @@ def _resolved_glob(glob: str) -> str:
     return os.path.join(os.path.realpath(os.sep.join(parts[:fixed]) or os.sep), *parts[fixed:])
 
 
+def _check_table_options(o: EmbedOptions) -> None:
+    """The table URLs parse, before the model loads (their servers are checked later)."""
+    from transforms.sinks import TABLE_SCHEMES, table_sink_class
+    if o.output_format == NO_FILES and not o.output_table:
+        raise OptionError(f"--output_format {NO_FILES} writes no rows unless --output_table is given")
+    urls = [("--output_table", o.output_table)] + (
+        [("--skip_existing", o.skip_existing)] if "://" in (o.skip_existing or "")
+        and not o.skip_existing.startswith("gs://") else [])
+    for option, url in urls:
+        if url and table_sink_class(url) is None:
+            raise OptionError(f"{option}: {url.split('://')[0]}:// is not a table; use one of "
+                              f"{', '.join(s + '://' for s in TABLE_SCHEMES)}")
+
+
+def check_table_destinations(config: RunConfig) -> None:
+    """Each table sink's own check (reachable, privileges, an existing table's columns
+    and dim), and a --skip_existing table's server; the model is known by now."""
+    from transforms.sinks import DestinationError, table_sink_class
+    o = config.options
+    try:
+        for sink in config.sinks():
+            sink.check()
+        if o.skip_existing and table_sink_class(o.skip_existing):
+            table_sink_class(o.skip_existing).check_evidence(o.skip_existing, "--skip_existing")
+    except DestinationError as e:
+        raise OptionError(str(e)) from None
+
+
 def resolve(options: EmbedOptions) -> RunConfig:
     o = options
     try:  # first: one quick request per bucket, before Beam's slow retries can start
@@ -297,6 +366,7 @@ def resolve(options: EmbedOptions) -> RunConfig:
     except ValueError as e:
         raise OptionError(str(e)) from None
     input_format = _check_source(o)
+    _check_table_options(o)
     if o.pooling not in POOLING_MODES:
         raise OptionError(f"--pooling {o.pooling!r} is not supported; use one of {', '.join(POOLING_MODES)}")
     if o.pooling == "pooled_output" and o.layer is not None:
@@ -320,5 +390,6 @@ def resolve(options: EmbedOptions) -> RunConfig:
     spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
     config = RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
                        facts, dead_letter_prefix(o))
+    check_table_destinations(config)
     probe_embedding(config)
     return config

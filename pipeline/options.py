@@ -14,7 +14,7 @@ from pipeline.presets import PRESET_NAMES
 from transforms.constants import (BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPUT_FORMAT,
                                   DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
                                   MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS, POOLING_MODES,
-                                  PRECISIONS, VERSION)
+                                  PRECISIONS, VECTOR_TYPES, VERSION)
 from transforms.formats import INPUT_FORMATS
 
 PROG = "beam-embed"
@@ -48,10 +48,20 @@ def declare(parser) -> None:
     source.add_argument("--bigquery_storage_endpoint", help=argparse.SUPPRESS)
     out = parser.add_argument_group("output")
     out.add_argument("--output", help="output prefix: PREFIX-SSSSS-of-NNNNN.parquet|.tfrecord")
-    out.add_argument("--output_format", default=DEFAULT_OUTPUT_FORMAT, choices=OUTPUT_FORMATS)
+    out.add_argument("--output_format", default=DEFAULT_OUTPUT_FORMAT, choices=OUTPUT_FORMATS + ("none",),
+                     help="files under --output; none: only --output_table (the summary "
+                          "and dead letters still go under --output)")
     out.add_argument("--dead_letter", help="dead-letter prefix (default: OUTPUT-errors)")
     _flag(out, "--keep_text", "also write text (and text_pair)")
-    out.add_argument("--skip_existing", help="glob of earlier Parquet outputs whose ids are done")
+    out.add_argument("--skip_existing", help="glob of earlier Parquet outputs (or a table "
+                     "URL like --output_table's) whose ids are done")
+    out.add_argument("--output_table",
+                     help="also write the rows to a table: bq://PROJECT.DATASET.TABLE or "
+                          "postgresql://[USER@]HOST[:PORT]/DB?table=[SCHEMA.]TABLE (password "
+                          "from PGPASSWORD, ~/.pgpass or a service file, never the URL)")
+    out.add_argument("--vector_type", default="vector", choices=VECTOR_TYPES,
+                     help="pgvector column type of a new PostgreSQL table")
+    _flag(out, "--hnsw_index", "create a pgvector HNSW index (cosine) after loading")
     model = parser.add_argument_group("model")
     model.add_argument("--model", help=f"preset: {', '.join(PRESET_NAMES)} (default {PRESET_NAMES[0]})")
     model.add_argument("--preprocessor", help="TF Hub preprocessor handle (URL, local or gs:// path)")

@@ -5,7 +5,7 @@ import time
 
 import apache_beam as beam
 
-from pipeline.config import RunConfig
+from pipeline.config import RunConfig, run_id, table_options
 from pipeline.outputs import clear_previous_run
 from pipeline.prefix_lock import PrefixLock
 from pipeline.summary import summarize, write_summary
@@ -33,18 +33,6 @@ def read_documents(p: beam.Pipeline, config: RunConfig):
         endpoint=o.bigquery_endpoint, storage_endpoint=o.bigquery_storage_endpoint)
 
 
-def output_columns(config: RunConfig) -> set[str]:
-    o = config.options
-    columns = set()
-    if o.long_text == "chunk":
-        columns.add("n_chunks")
-    if o.keep_text:
-        columns.add("text")
-        if o.text_pair_field:
-            columns.add("text_pair")
-    return columns
-
-
 def build(p: beam.Pipeline, config: RunConfig) -> None:
     o = config.options
     read = read_documents(p, config)
@@ -52,14 +40,13 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     documents = unique.documents
     if o.skip_existing:
         documents = documents | "SkipExisting" >> SkipExisting(
-            o.skip_existing, config.fingerprint, own_output=o.output)
+            o.skip_existing, config.fingerprint, own_output=o.output, own_run=run_id(o.output),
+            table_options=table_options(o))
     embedded = documents | "Embed" >> EmbedText(
         config.handles.preprocessor, config.handles.encoder, config.spec,
         long_text=o.long_text, batch_tokens=o.batch_tokens, max_batch_size=o.max_batch_size,
         keep_text=o.keep_text, runtime=config.runtime)
-    embedded.rows | "WriteEmbeddings" >> WriteEmbeddings(
-        o.output, o.output_format, dim=config.facts.dim, columns=output_columns(config),
-        metadata=config.metadata())
+    embedded.rows | "WriteEmbeddings" >> WriteEmbeddings(sinks=config.sinks())
     ((read.dead_letters, unique.dead_letters, embedded.dead_letters)
      | "AllDeadLetters" >> beam.Flatten()
      | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter))
@@ -76,6 +63,8 @@ def start(config: RunConfig):
     pipeline = beam.Pipeline(options=config.options)
     build(pipeline, config)
     clear_previous_run(config.options.output, config.dead_letter)  # once the pipeline is built
+    for sink in config.sinks():
+        sink.prepare()  # table sinks: a fresh staging area (file sinks: cleared just above)
     return pipeline.run()
 
 

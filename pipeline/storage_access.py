@@ -39,11 +39,18 @@ def gcs_paths(options) -> dict[str, str]:
     paths = {}
     for name in PATH_OPTIONS:
         value = getattr(options, name, None)
+        if value and name == "skip_existing" and _is_table(value):
+            continue  # a table (--output_table's kinds), checked by its sink
         if value:
             check_scheme(f"--{name}", value)
         if value and value.startswith("gs://"):
             paths[f"--{name}"] = value
     return paths
+
+
+def _is_table(value: str) -> bool:
+    from transforms.sinks import table_sink_class
+    return table_sink_class(value) is not None
 
 
 def check_scheme(option: str, path: str) -> None:

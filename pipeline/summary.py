@@ -21,6 +21,7 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         "dead_lettered": {reason: n for reason, n in dead.items() if n},
         "duplicates": totals.get(counters.DUPLICATES, 0),
         "skipped_existing": totals.get(counters.SKIPPED_EXISTING, 0),
+        **({"table_rows": totals[counters.ROWS_WRITTEN]} if counters.ROWS_WRITTEN in totals else {}),
         "skip_existing_ignored_files": totals.get(counters.SKIP_EXISTING_IGNORED_FILES, 0),
         "tokens": tokens,
         "padding_ratio": round(tokens / computed, 4) if computed else None,

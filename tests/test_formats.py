@@ -75,3 +75,11 @@ def test_the_options_modules_import_neither_beam_nor_tensorflow():
              "'pyarrow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_options_name_the_file_sinks_the_sink_registry_holds():
+    # --help names output formats from transforms/constants.py (light); the registry
+    # (transforms/sinks) is what runs them. The two lists must not drift apart.
+    from transforms.constants import OUTPUT_FORMATS
+    from transforms.sinks import FILE_FORMATS
+    assert FILE_FORMATS == OUTPUT_FORMATS

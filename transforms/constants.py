@@ -15,7 +15,8 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 DEFAULT_PRECISION = "float32"
 LONG_TEXT_POLICIES = ("truncate", "chunk", "reject")
 DEFAULT_LONG_TEXT = "truncate"
-OUTPUT_FORMATS = ("parquet", "tfrecord")
+OUTPUT_FORMATS = ("parquet", "tfrecord")  # the file sinks in transforms/sinks (a test checks)
+VECTOR_TYPES = ("vector", "halfvec")  # pgvector column types (transforms/sinks/postgres.py)
 DEFAULT_OUTPUT_FORMAT = "parquet"
 
 # Tokens per text, special tokens included: BERT-family encoders' position table.

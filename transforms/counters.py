@@ -72,3 +72,6 @@ SKIPPED_EXISTING = "skipped_existing"
 # read as a beam-embed output (not Parquet, damaged, unreadable, wrong id column);
 # files of another fingerprint and this run's own shards are not counted.
 SKIP_EXISTING_IGNORED_FILES = "skip_existing_ignored_files"
+# Incremented by a table sink (transforms/sinks/) once its rows are committed: the rows
+# of this run the table holds, which equals EMBEDDED for a complete run.
+ROWS_WRITTEN = "rows_written"

@@ -53,15 +53,38 @@ class SkipExisting(beam.PTransform):
     read == embedded + dead_lettered + duplicates + skipped_existing.
     """
 
-    def __init__(self, existing_glob: str, fingerprint: str, own_output: Optional[str] = None):
+    def __init__(self, existing_glob: str, fingerprint: str, own_output: Optional[str] = None,
+                 own_run: str = "", table_options: Optional[dict] = None):
         super().__init__()
-        self._glob = absolute(existing_glob)  # Beam's local glob finds nothing for "emb-*"
+        from transforms.sinks import table_sink_class
+        self._table_sink = table_sink_class(existing_glob)
+        self._url = existing_glob
+        # Beam's local glob finds nothing for "emb-*": made absolute.
+        self._glob = None if self._table_sink else absolute(existing_glob)
         self._fingerprint = fingerprint
         self._own_output = own_output
+        self._own_run = own_run
+        self._table_options = dict(table_options or {})
 
     def expand(self, documents):
-        done_ids = (
-            documents.pipeline
+        if self._table_sink is not None:  # a table: its rows with this fingerprint, not this run's
+            done_ids = (documents.pipeline
+                        | "ReadTableIds" >> self._table_sink.done_ids(
+                            self._url, self._fingerprint, self._own_run, **self._table_options)
+                        | "KeyTableIds" >> beam.Map(lambda doc_id: (_id_key(doc_id), doc_id))
+                        .with_output_types(tuple[bytes, str]))
+        else:
+            done_ids = self._done_file_ids(documents.pipeline)
+        keyed = (documents
+                 | "KeyDocuments" >> beam.Map(lambda doc: (_id_key(doc.id), doc))
+                 .with_output_types(tuple[bytes, Document]))
+        return ({"documents": keyed, "done": done_ids}
+                | "JoinOnId" >> beam.CoGroupByKey()
+                | "DropDone" >> beam.ParDo(_DropDoneFn()).with_output_types(Document))
+
+    def _done_file_ids(self, pipeline):
+        return (
+            pipeline
             | "MatchExisting" >> fileio.MatchFiles(
                 self._glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
             | "NotOwnOutput" >> beam.Filter(_not_own_shard, self._own_output)
@@ -70,12 +93,6 @@ class SkipExisting(beam.PTransform):
             | "ReadDoneIds" >> beam.ParDo(_ReadDoneIdsFn(self._fingerprint)).with_output_types(str)
             | "KeyIds" >> beam.Map(lambda doc_id: (_id_key(doc_id), doc_id))
             .with_output_types(tuple[bytes, str]))
-        keyed = (documents
-                 | "KeyDocuments" >> beam.Map(lambda doc: (_id_key(doc.id), doc))
-                 .with_output_types(tuple[bytes, Document]))
-        return ({"documents": keyed, "done": done_ids}
-                | "JoinOnId" >> beam.CoGroupByKey()
-                | "DropDone" >> beam.ParDo(_DropDoneFn()).with_output_types(Document))
 
 
 def _not_own_shard(metadata, own_output: Optional[str]) -> bool:
