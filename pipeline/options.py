@@ -9,6 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.presets import PRESET_NAMES
 from transforms.encode import PRECISIONS
 from transforms.pooling import POOLING_MODES
+from transforms.quantize import EMBEDDING_DTYPES
 from transforms.read import INPUT_FORMATS
 from transforms.tokenize import LONG_TEXT_POLICIES
 from transforms.write import OUTPUT_FORMATS
@@ -50,11 +51,28 @@ class EmbedOptions(PipelineOptions):
         _flag(model, "--normalize", "L2-normalize embeddings")
         model.add_argument("--max_seq_length", type=int, default=512)
         model.add_argument("--long_text", default="truncate", choices=LONG_TEXT_POLICIES)
+        _add_compact_args(parser.add_argument_group("compact vectors and prompts"))
         run = parser.add_argument_group("execution")
         run.add_argument("--batch_tokens", type=int, default=8192, help="padded tokens per encoder batch")
         run.add_argument("--max_batch_size", type=int, default=256, help="texts per encoder batch")
         run.add_argument("--precision", default="float32", choices=PRECISIONS)
         _flag(run, "--jit_compile", "compile the encoder with XLA")
+
+
+def _add_compact_args(group) -> None:
+    group.add_argument("--truncate_dim", type=int,
+                       help="keep the first D dimensions (Matryoshka), re-normalized with --normalize")
+    group.add_argument("--embedding_dtype", default="float32", choices=EMBEDDING_DTYPES,
+                       help="stored type; binary/ubinary pack 8 dimensions per byte")
+    group.add_argument("--calibration",
+                       help="int8/uint8: reuse this calibration file (OUTPUT-calibration.json of a run)")
+    group.add_argument("--calibration_sample", type=int, default=10000,
+                       help="int8/uint8: documents of the seeded calibration sample (0: all)")
+    group.add_argument("--calibration_seed", type=int, default=0, help=argparse.SUPPRESS)
+    group.add_argument("--text_prefix", default="",
+                       help="prepended to every text before tokenization, e.g. 'passage: '")
+    group.add_argument("--text_pair_prefix", default="",
+                       help="prepended to every text_pair before tokenization")
 
 
 def _boolean(value: str) -> bool:

@@ -104,16 +104,20 @@ class EmbedText(beam.PTransform):
       keep_text: carry text (and text_pair) into the rows.
       encoder_class: the TextEncoder (sub)class workers wrap the modules in; tests
         pass one that injects faults, such as running out of memory.
+      text_prefixes: prepended to text and text_pair before tokenization (e5's
+        "passage: "); counted in n_tokens.
     Returns EmbedResult(rows, dead_letters).
     """
 
     def __init__(self, preprocessor: str, encoder: str, spec: EmbeddingSpec = EmbeddingSpec(),
                  long_text: str = "truncate", batch_tokens: int = 8192, max_batch_size: int = 256,
                  keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
-                 encoder_class: type[TextEncoder] = TextEncoder):
+                 encoder_class: type[TextEncoder] = TextEncoder,
+                 text_prefixes: tuple[str, str] = ("", "")):
         super().__init__()
         self._policy = LongTextPolicy(long_text, spec.max_seq_length)
-        self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text)
+        self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text,
+                                                text_prefixes=text_prefixes)
         self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class)
         self._spec = spec
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,

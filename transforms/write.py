@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
 
+from transforms import quantize
 from transforms.records import DeadLetter
 
 OUTPUT_FORMATS = ("parquet", "tfrecord")
@@ -37,10 +38,12 @@ DICTIONARY_COLUMNS = ("n_tokens", "truncated", "n_chunks")
 
 
 def embedding_schema(dim: int, columns: Iterable[str] = (),
-                     metadata: Optional[Mapping[str, str]] = None) -> pa.Schema:
+                     metadata: Optional[Mapping[str, str]] = None,
+                     dtype: str = "float32") -> pa.Schema:
     """The Arrow schema of the Parquet output.
 
-    ``id`` string, ``embedding`` fixed_size_list<float32>[dim], ``n_tokens`` int32,
+    ``id`` string, ``embedding`` fixed_size_list<float32>[dim] (other ``dtype``\\ s:
+    see transforms/quantize.py), ``n_tokens`` int32,
     ``truncated`` bool, then the optional ``n_chunks`` int32, ``text`` string,
     ``text_pair`` string (null when a document has no pair) that are in
     ``columns``. ``metadata`` becomes the schema's key/value metadata (UTF-8).
@@ -48,7 +51,7 @@ def embedding_schema(dim: int, columns: Iterable[str] = (),
     columns = _check_columns(columns)
     fields = [
         pa.field("id", pa.string(), nullable=False),
-        pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("embedding", quantize.arrow_type(dtype, dim), nullable=False),
         pa.field("n_tokens", pa.int32(), nullable=False),
         pa.field("truncated", pa.bool_(), nullable=False),
     ]
@@ -66,7 +69,7 @@ def embedding_schema(dim: int, columns: Iterable[str] = (),
     return schema
 
 
-def tfrecord_feature_spec(dim: int, columns: Iterable[str] = ()) -> dict:
+def tfrecord_feature_spec(dim: int, columns: Iterable[str] = (), dtype: str = "float32") -> dict:
     """The feature spec to parse the TFRecord output's ``tf.train.Example``\\ s.
 
     Use it as ``tf.io.parse_single_example(serialized, tfrecord_feature_spec(dim))``
@@ -74,14 +77,15 @@ def tfrecord_feature_spec(dim: int, columns: Iterable[str] = ()) -> dict:
     ``embedding`` to a float32 vector of length ``dim``, ``n_tokens`` and
     ``truncated`` (0 or 1) to int64 scalars, and, for those in ``columns``,
     ``n_chunks`` to an int64 scalar and ``text`` / ``text_pair`` to tf.string
-    scalars (``text_pair`` is b"" for a document without a pair).
+    scalars (``text_pair`` is b"" for a document without a pair). Other ``dtype``\\ s
+    store ``embedding`` as one bytes value (transforms/quantize.py).
     """
     import tensorflow as tf
 
     columns = _check_columns(columns)
     spec = {
         "id": tf.io.FixedLenFeature([], tf.string),
-        "embedding": tf.io.FixedLenFeature([dim], tf.float32),
+        "embedding": quantize.tfrecord_spec(dtype, dim),
         "n_tokens": tf.io.FixedLenFeature([], tf.int64),
         "truncated": tf.io.FixedLenFeature([], tf.int64),
     }
@@ -122,7 +126,7 @@ class WriteEmbeddings(beam.PTransform):
     def __init__(self, output_prefix: str, output_format: str = "parquet", *,
                  dim: int, columns: Iterable[str] = (),
                  metadata: Optional[Mapping[str, str]] = None, num_shards: int = 0,
-                 parquet_batch_size: int = DEFAULT_PARQUET_BATCH_SIZE):
+                 parquet_batch_size: int = DEFAULT_PARQUET_BATCH_SIZE, dtype: str = "float32"):
         super().__init__()
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(
@@ -137,21 +141,22 @@ class WriteEmbeddings(beam.PTransform):
         self._metadata = dict(metadata or {})
         self._num_shards = num_shards
         self._parquet_batch_size = parquet_batch_size
+        self._dtype = dtype
 
     def expand(self, rows):
         if self._output_format == "parquet":
-            schema = embedding_schema(self._dim, self._columns, self._metadata)
+            schema = embedding_schema(self._dim, self._columns, self._metadata, self._dtype)
             return (
                 rows
                 | "Batch" >> beam.BatchElements(
                     min_batch_size=self._parquet_batch_size,
                     max_batch_size=self._parquet_batch_size)
-                | "ToArrow" >> beam.Map(_rows_to_table, schema, self._dim)
+                | "ToArrow" >> beam.Map(_rows_to_table, schema, self._dim, self._dtype)
                 | "WriteParquet" >> beam.io.Write(_ParquetTableSink(
                     self._output_prefix, schema, self._num_shards)))
         return (
             rows
-            | "ToExample" >> beam.ParDo(_ToExampleFn(self._dim, self._columns))
+            | "ToExample" >> beam.ParDo(_ToExampleFn(self._dim, self._columns, self._dtype))
             .with_output_types(bytes)
             | "WriteTFRecord" >> beam.io.WriteToTFRecord(
                 self._output_prefix,
@@ -228,21 +233,22 @@ def _check_columns(columns: Iterable[str]) -> frozenset:
     return columns
 
 
-def _embedding_matrix(rows: list[dict], dim: int) -> np.ndarray:
-    matrix = np.empty((len(rows), dim), dtype=np.float32)
+def _embedding_matrix(rows: list[dict], dim: int, dtype: str = "float32") -> np.ndarray:
+    width = quantize.stored_width(dtype, dim)
+    matrix = np.empty((len(rows), width), dtype=quantize.numpy_dtype(dtype))
     for i, row in enumerate(rows):
-        vector = np.asarray(row["embedding"], dtype=np.float32)
-        if vector.shape != (dim,):
+        vector = np.asarray(row["embedding"])
+        if vector.shape != (width,):
             raise ValueError(
                 f"embedding of {row['id']!r} has shape {vector.shape}, expected "
-                f"({dim},)")
+                f"({width},)")
         matrix[i] = vector
     return matrix
 
 
-def _rows_to_table(rows: list[dict], schema: pa.Schema, dim: int) -> pa.Table:
-    embeddings = pa.FixedSizeListArray.from_arrays(
-        pa.array(_embedding_matrix(rows, dim).reshape(-1), type=pa.float32()), dim)
+def _rows_to_table(rows: list[dict], schema: pa.Schema, dim: int,
+                   dtype: str = "float32") -> pa.Table:
+    embeddings = quantize.arrow_array(_embedding_matrix(rows, dim, dtype), dtype, dim)
     arrays = []
     for field in schema:
         if field.name == "embedding":
@@ -256,9 +262,10 @@ class _ToExampleFn(beam.DoFn):
     """Row dict -> serialized tf.train.Example (TensorFlow imported on workers only
     when TFRecord output is asked for)."""
 
-    def __init__(self, dim: int, columns: frozenset):
+    def __init__(self, dim: int, columns: frozenset, dtype: str = "float32"):
         self._dim = dim
         self._columns = columns
+        self._dtype = dtype
 
     def setup(self):
         from tensorflow.core.example import example_pb2, feature_pb2
@@ -268,11 +275,10 @@ class _ToExampleFn(beam.DoFn):
     def process(self, row: dict):
         feature = self._feature_pb2.Feature
         bytes_list, int64_list = self._feature_pb2.BytesList, self._feature_pb2.Int64List
-        embedding = _embedding_matrix([row], self._dim)[0]
+        embedding = _embedding_matrix([row], self._dim, self._dtype)[0]
         features = {
             "id": feature(bytes_list=bytes_list(value=[row["id"].encode("utf-8")])),
-            "embedding": feature(
-                float_list=self._feature_pb2.FloatList(value=embedding.tolist())),
+            "embedding": quantize.tfrecord_feature(embedding, self._dtype, self._feature_pb2),
             "n_tokens": feature(int64_list=int64_list(value=[int(row["n_tokens"])])),
             "truncated": feature(
                 int64_list=int64_list(value=[int(bool(row["truncated"]))])),
