@@ -88,7 +88,8 @@ class RunConfig:
                          max_batch_size=o.max_batch_size,
                          keep_text=o.keep_text if keep_text is None else keep_text,
                          runtime=self.runtime,
-                         text_prefixes=(self.compact.text_prefix, self.compact.text_pair_prefix))
+                         text_prefixes=(self.compact.text_prefix, self.compact.text_pair_prefix),
+                         fixed_shapes=self.compact.dtype not in ("float32", "float16"))
 
     def metadata(self) -> dict[str, str]:
         return {"beam_embed.version": VERSION, FINGERPRINT_KEY: self.fingerprint,

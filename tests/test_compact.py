@@ -100,3 +100,93 @@ def test_truncate_dim_equals_sentence_transformers(tmp_path, ref_python, minilm_
     assert cosine.min() >= 0.9999, cosine
     assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
     assert pq.read_schema(shard_files(out, "parquet")[0]).metadata[b"truncate_dim"] == b"128"
+
+
+def _calibration_of(prefix: str) -> tuple[dict, Calibration]:
+    [path, *_] = shard_files(prefix, "parquet")
+    meta = {k.decode(): v.decode() for k, v in pq.read_schema(path).metadata.items()}
+    with open(os.path.join(os.path.dirname(path), meta["beam_embed.calibration"]), encoding="utf-8") as f:
+        return meta, Calibration.from_json(f.read())
+
+
+def _int8_rows(prefix: str) -> dict[str, np.ndarray]:
+    files = shard_files(prefix, "parquet")
+    assert pq.read_schema(files[0]).field("embedding").type == pa.list_(pa.int8(), 20)
+    return {r["id"]: np.array(r["embedding"], np.int8)
+            for f in files for r in pq.read_table(f).to_pylist()}
+
+
+def test_int8_uses_one_calibration_over_the_corpus(tmp_path, tiny_random_model):
+    """A float32 run and an int8 run of the same corpus: the calibration's ranges are the
+    per-dimension min/max over every (truncated, re-normalized) vector, and each int8
+    row is sentence-transformers' formula with those ranges; chunk mode included."""
+    corpus = tmp_path / "corpus.txt"
+    lines = write_lines_corpus(corpus, 40)
+    common = [f"--input={corpus}", *module_args(tiny_random_model), "--truncate_dim=20",
+              "--normalize", "--long_text=chunk", "--max_seq_length=16"]
+    run_cli(*common, f"--output={tmp_path}/float")
+    summary = run_cli(*common, f"--output={tmp_path}/int8", "--embedding_dtype=int8")
+    assert summary["embedded"] == 40
+    floats = read_parquet_rows(f"{tmp_path}/float")
+    assert len(floats[text_id(lines[0])]["embedding"]) == 20
+    assert max(r["n_chunks"] for r in floats.values()) > 1  # chunk mode is exercised
+    matrix = np.stack([floats[k]["embedding"] for k in sorted(floats)])
+    meta, calibration = _calibration_of(f"{tmp_path}/int8")
+    assert calibration.method == "corpus" and calibration.documents == 40
+    assert np.allclose(calibration.ranges, [matrix.min(0), matrix.max(0)], atol=1e-6)
+    assert meta["beam_embed.calibration_digest"] == calibration.digest
+    assert meta["beam_embed.embedding_dtype"] == "int8"
+    int8 = _int8_rows(f"{tmp_path}/int8")
+    want = quantize.quantize(matrix, "int8", calibration.ranges)
+    ours = np.stack([int8[k] for k in sorted(floats)])
+    assert (ours != want).mean() < 0.01  # float runs differ from each other by ~1e-6 only
+    assert not np.array_equal(ours, quantize.quantize(matrix[:1], "int8", calibration.ranges
+                                                      ).repeat(len(ours), 0))
+
+
+def test_int8_is_bit_identical_with_two_workers(tmp_path, tiny_random_model):
+    corpus = tmp_path / "corpus.txt"
+    write_lines_corpus(corpus, 60)
+    common = [f"--input={corpus}", *module_args(tiny_random_model), "--truncate_dim=20",
+              "--embedding_dtype=int8", "--calibration_sample=25"]
+    run_cli(*common, f"--output={tmp_path}/one")
+    (_, one) = _calibration_of(f"{tmp_path}/one")
+    assert one.method == "sample" and one.documents == 25
+    # The one run's ranges, so that the slow multi-process runner runs one pipeline,
+    # not two (the calibration pipeline's min/max of bitwise-equal vectors is exact).
+    run_cli(*common, f"--output={tmp_path}/two", "--runner=DirectRunner",
+            "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+            f"--calibration={tmp_path}/one-calibration.json")
+    (_, two) = _calibration_of(f"{tmp_path}/two")
+    assert one == two
+    a, b = _int8_rows(f"{tmp_path}/one"), _int8_rows(f"{tmp_path}/two")
+    assert set(a) == set(b) and len(a) == 60
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_day_two_reuses_day_one_calibration(tmp_path, tiny_random_model, capsys):
+    lines = write_lines_corpus(tmp_path / "all.txt", 50)
+    day1, day2 = tmp_path / "day1.txt", tmp_path / "day2.txt"
+    day1.write_text("\n".join(lines[:40]) + "\n", encoding="utf-8")
+    day2.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    common = [*module_args(tiny_random_model), "--truncate_dim=20", "--embedding_dtype=int8",
+              f"--skip_existing={out}/*/emb-*.parquet"]
+    run_cli(f"--input={day1}", f"--output={out}/d1/emb", *common)
+    second = run_cli(f"--input={day2}", f"--output={out}/d2/emb", *common)
+    assert second["skipped_existing"] == 40 and second["embedded"] == 10
+    (m1, c1), (m2, c2) = _calibration_of(f"{out}/d1/emb"), _calibration_of(f"{out}/d2/emb")
+    assert c1 == c2 and m1["beam_embed.fingerprint"] == m2["beam_embed.fingerprint"]
+    # Ranges from another corpus: refused, naming the option, and nothing is written.
+    other = tmp_path / "other.txt"
+    write_lines_corpus(other, 30, seed=5)
+    run_cli(f"--input={other}", f"--output={tmp_path}/other/emb", *module_args(tiny_random_model),
+            "--truncate_dim=20", "--embedding_dtype=int8")
+    fails_with(capsys, [f"--input={day2}", f"--output={out}/d3/emb", *common,
+                        f"--calibration={tmp_path}/other/emb-calibration.json"],
+               "--calibration", "is not the calibration of the --skip_existing outputs")
+    assert not os.path.exists(f"{out}/d3")
+    # The same file, passed explicitly, is accepted.
+    third = run_cli(f"--input={day2}", f"--output={out}/d3/emb", *common,
+                    f"--calibration={out}/d1/emb-calibration.json")
+    assert third["skipped_existing"] == 50

@@ -144,3 +144,26 @@ class BatchByLength(beam.PTransform):
 
     def expand(self, pieces):
         return pieces | beam.ParDo(_BatchByLengthFn(self._shape, self._buffer_size))
+
+
+# A filler piece's chunk_index: a copy of a real piece that only gives its batch the
+# full shape; its vector is dropped after encoding (see fill_to_shape).
+FILLER_INDEX = -1
+
+
+def fill_to_shape(batch: list[Piece], shape: BatchShape) -> list[Piece]:
+    """A partial batch topped up to its length class's full batch size with copies of
+    its last piece (marked FILLER_INDEX), so that every batch of a class has one shape.
+
+    For quantized output. TF's CPU kernels pick their blocking by the whole batch
+    shape, so the same piece padded to the same length came out ~1e-7 different in a
+    batch of 1 and one of 8; partial batches depend on how the runner cut bundles,
+    and with two workers one int8 value in 1,200 fell in the next bucket. With one
+    shape per class, a piece's vector no longer depends on its batch-mates or on
+    the worker count. It costs the fillers' compute: at most one partial batch per
+    class and bundle."""
+    size = shape.batch_size(shape.padded_length(max(p.n_tokens for p in batch)))
+    if len(batch) >= size:
+        return batch
+    filler = batch[-1]._replace(chunk_index=FILLER_INDEX, text=None, text_pair=None, raw="")
+    return list(batch) + [filler] * (size - len(batch))
