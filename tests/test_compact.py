@@ -90,16 +90,54 @@ def test_truncate_dim_equals_sentence_transformers(tmp_path, ref_python, minilm_
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = str(tmp_path / "emb")
+    # With e5's prompt: sentence-transformers prepends it to the string too.
     run_cli(f"--input={corpus}", f"--output={out}", "--truncate_dim=128", "--normalize",
-            "--max_seq_length=256")
+            "--max_seq_length=256", "--text_prefix=query: ", "--keep_text")
     rows = read_parquet_rows(out)
     ours = np.stack([rows[text_id(t)]["embedding"] for t in texts])
-    want = st_encode_truncated(minilm_dir, texts, 128)
+    want = st_encode_truncated(minilm_dir, texts, 128, prompt="query: ")
+    assert rows[text_id(texts[2])]["text"] == texts[2]  # the prefix is not the text
     assert ours.shape == want.shape == (len(texts), 128)
     cosine = np.sum(ours * want, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(want, axis=1)
     assert cosine.min() >= 0.9999, cosine
     assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
-    assert pq.read_schema(shard_files(out, "parquet")[0]).metadata[b"truncate_dim"] == b"128"
+    metadata = pq.read_schema(shard_files(out, "parquet")[0]).metadata
+    assert metadata[b"truncate_dim"] == b"128" and metadata[b"text_prefix"] == b"query: "
+
+
+def test_text_prefix_is_tokenized_counted_and_fingerprinted(tmp_path, tiny_random_model):
+    from tests.pipeline_helpers import DirectEncoder
+    corpus = tmp_path / "corpus.txt"
+    lines = write_lines_corpus(corpus, 3)
+    base = [f"--input={corpus}", *module_args(tiny_random_model)]
+    run_cli(*base, f"--output={tmp_path}/plain")
+    run_cli(*base, f"--output={tmp_path}/prefixed", "--text_prefix=passage: ")
+    direct = DirectEncoder(tiny_random_model.preprocessor, tiny_random_model.encoder)
+    plain, prefixed = read_parquet_rows(f"{tmp_path}/plain"), read_parquet_rows(f"{tmp_path}/prefixed")
+    for line in lines:
+        row = prefixed[text_id(line)]
+        assert row["n_tokens"] == direct.outputs("passage: " + line)[1] > plain[text_id(line)]["n_tokens"]
+        assert np.abs(row["embedding"] - direct.embed("passage: " + line)).max() < 1e-5
+    fingerprints = {pq.read_schema(shard_files(f"{tmp_path}/{name}", "parquet")[0])
+                    .metadata[b"beam_embed.fingerprint"] for name in ("plain", "prefixed")}
+    assert len(fingerprints) == 2
+
+
+def test_bad_compact_options_are_refused(tmp_path, tiny_random_model, capsys):
+    corpus = tmp_path / "corpus.txt"
+    write_lines_corpus(corpus, 3)
+    base = [f"--input={corpus}", f"--output={tmp_path}/emb", *module_args(tiny_random_model)]
+    fails_with(capsys, [*base, "--truncate_dim=33"], "--truncate_dim 33", "32 dimensions")
+    fails_with(capsys, [*base, "--truncate_dim=0"], "--truncate_dim 0")
+    fails_with(capsys, [*base, "--calibration=x.json"], "--calibration applies to")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "beam_embed.calibration/1", "min": [0], "max": [1]}')
+    fails_with(capsys, [*base, "--embedding_dtype=int8", f"--calibration={bad}"],
+               "--calibration", "incomplete or malformed")
+    fails_with(capsys, [*base, "--embedding_dtype=int8", f"--calibration={tmp_path}/none.json"],
+               "--calibration", "cannot be read")
+    fails_with(capsys, [*base, "--text_pair_prefix=x"], "--text_pair_prefix needs --text_pair_field")
+    assert not shard_files(f"{tmp_path}/emb", "parquet")
 
 
 def _calibration_of(prefix: str) -> tuple[dict, Calibration]:
@@ -190,3 +228,21 @@ def test_day_two_reuses_day_one_calibration(tmp_path, tiny_random_model, capsys)
     third = run_cli(f"--input={day2}", f"--output={out}/d3/emb", *common,
                     f"--calibration={out}/d1/emb-calibration.json")
     assert third["skipped_existing"] == 50
+
+
+def test_int8_parquet_takes_about_a_byte_per_dimension(tmp_path):
+    """Parquet stores int8 as INT32: without dictionary encoding of the embedding's
+    values a 384-dim int8 row took 802 bytes, with it 390."""
+    from transforms.write import _ParquetTableSink
+    vectors, ranges = _hostile_vectors(dim=384, n=2048)
+    stored = quantize.quantize(vectors, "int8", ranges)
+    schema = embedding_schema(384, dtype="int8")
+    rows = [{"id": str(i), "embedding": v, "n_tokens": 3, "truncated": False}
+            for i, v in enumerate(stored)]
+    sink = _ParquetTableSink(str(tmp_path / "x"), schema, 1)
+    opened = sink.open(str(tmp_path / "t.parquet"))
+    sink.write_record(opened, _rows_to_table(rows, schema, 384, "int8"))
+    sink.close(opened)
+    assert os.path.getsize(tmp_path / "t.parquet") / len(rows) < 384 * 1.1
+    back = pq.read_table(tmp_path / "t.parquet").column("embedding").to_pylist()
+    assert np.array_equal(np.array(back, np.int8), stored)

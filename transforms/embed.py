@@ -113,8 +113,8 @@ class EmbedText(beam.PTransform):
         pass one that injects faults, such as running out of memory.
       text_prefixes: prepended to text and text_pair before tokenization (e5's
         "passage: "); counted in n_tokens.
-      fixed_shapes: every batch of a length class has its full shape (fill_to_shape),
-        so vectors are bitwise the same whatever the bundles: for quantized output.
+      fixed_shapes: no batch of a single piece (fill_to_shape), so vectors are
+        bitwise the same whatever the bundles: for quantized output.
     Returns EmbedResult(rows, dead_letters).
     """
 

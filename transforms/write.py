@@ -187,6 +187,7 @@ class _ParquetTableSink(FileBasedSink):
     def open(self, temp_path):
         handle = super().open(temp_path)
         dictionary = [name for name in DICTIONARY_COLUMNS if name in self._schema.names]
+        dictionary += quantize.parquet_dictionary_paths(self._schema)
         # Non-compliant nested names ("item"), as WriteToParquetBatched writes them.
         return handle, pq.ParquetWriter(handle, self._schema, compression="snappy",
                                         use_dictionary=dictionary, use_compliant_nested_type=False)
