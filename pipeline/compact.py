@@ -77,7 +77,7 @@ def check_compact_options(o, model_dim: int, normalize: bool) -> CompactSpec:
         raise ValueError("--text_pair_prefix needs --text_pair_field")
     truncate_dim = o.truncate_dim if o.truncate_dim != model_dim else None
     return CompactSpec(truncate_dim, o.embedding_dtype, o.text_prefix or "",
-                       o.text_pair_prefix or "", o.calibration_sample, o.calibration_seed)
+                       o.text_pair_prefix or "", o.calibration_sample)
 
 
 def vector_fields(compact: CompactSpec) -> dict:

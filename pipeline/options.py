@@ -68,7 +68,6 @@ def _add_compact_args(group) -> None:
                        help="int8/uint8: reuse this calibration file (OUTPUT-calibration.json of a run)")
     group.add_argument("--calibration_sample", type=int, default=10000,
                        help="int8/uint8: documents of the seeded calibration sample (0: all)")
-    group.add_argument("--calibration_seed", type=int, default=0, help=argparse.SUPPRESS)
     group.add_argument("--text_prefix", default="",
                        help="prepended to every text before tokenization, e.g. 'passage: '")
     group.add_argument("--text_pair_prefix", default="",
