@@ -89,7 +89,7 @@ class RunConfig:
                          keep_text=o.keep_text if keep_text is None else keep_text,
                          runtime=self.runtime,
                          text_prefixes=(self.compact.text_prefix, self.compact.text_pair_prefix),
-                         fixed_shapes=self.compact.dtype not in ("float32", "float16"))
+                         fixed_shapes=self.compact.dtype != "float32")
 
     def metadata(self) -> dict[str, str]:
         return {"beam_embed.version": VERSION, FINGERPRINT_KEY: self.fingerprint,

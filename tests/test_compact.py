@@ -246,3 +246,22 @@ def test_int8_parquet_takes_about_a_byte_per_dimension(tmp_path):
     assert os.path.getsize(tmp_path / "t.parquet") / len(rows) < 384 * 1.1
     back = pq.read_table(tmp_path / "t.parquet").column("embedding").to_pylist()
     assert np.array_equal(np.array(back, np.int8), stored)
+
+
+def test_calibration_file_round_trips_and_refuses_edits():
+    as_float32 = lambda values: tuple(float(v) for v in np.float32(values))  # noqa: E731
+    calibration = Calibration(as_float32([-0.1, 0.0, 1e-8]), as_float32([0.3, 0.0, 0.7]), "abc", 5,
+                              "corpus", 10000, 0)
+    again = Calibration.from_json(calibration.to_json())
+    assert again == calibration and np.array_equal(again.ranges, calibration.ranges)
+    data = json.loads(calibration.to_json())
+    data["max"][0] = 0.31
+    with pytest.raises(ValueError, match="was edited"):
+        Calibration.from_json(json.dumps(data))
+    data = json.loads(calibration.to_json())
+    data["min"][1] = 0.5  # above its max
+    with pytest.raises(ValueError, match="min above its max"):
+        Calibration.from_json(json.dumps(data))
+    # Another embedding, same ranges: another digest (so another fingerprint).
+    import dataclasses
+    assert dataclasses.replace(calibration, embedding="xyz").digest != calibration.digest
