@@ -15,6 +15,7 @@ from typing import Optional
 
 from apache_beam.io.filesystem import FileSystem
 
+from pipeline import compact as compact_vectors
 from pipeline.options import EmbedOptions
 from pipeline.outputs import DEAD_LETTER_EXTENSIONS, files_beam_would_delete, probe_writable
 from pipeline.prefix_lock import LockError, PrefixLock, lock_path
@@ -76,21 +77,52 @@ class RunConfig:
     runtime: RuntimeOptions
     facts: ModelFacts
     dead_letter: str
+    compact: compact_vectors.CompactSpec = compact_vectors.CompactSpec()
+    # int8/uint8: the ranges every row is quantized with (pipeline/compact.py).
+    calibration: Optional[compact_vectors.Calibration] = None
+
+    def _vector_fields(self) -> dict:
+        return {"encoder": self.handles.encoder, "preprocessor": self.handles.preprocessor,
+                "pooling": self.spec.pooling, "layer": self.spec.layer,
+                "normalize": self.spec.normalize, "max_seq_length": self.spec.max_seq_length,
+                **compact_vectors.vector_fields(self.compact)}
+
+    @property
+    def vectors_fingerprint(self) -> str:
+        """What makes two float vectors comparable: modules, pooling, length, truncation,
+        prefixes (a calibration records it: ranges fit only such vectors)."""
+        return _digest(self._vector_fields())
 
     @property
     def fingerprint(self) -> str:
-        """What makes two embeddings comparable: same modules, pooling and length."""
-        fields = {"encoder": self.handles.encoder, "preprocessor": self.handles.preprocessor,
-                  "pooling": self.spec.pooling, "layer": self.spec.layer,
-                  "normalize": self.spec.normalize, "max_seq_length": self.spec.max_seq_length}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        """What makes two stored embeddings comparable: the float vectors', plus the
+        stored dtype and the int8/uint8 calibration."""
+        return _digest({**self._vector_fields(),
+                        **compact_vectors.stored_fields(self.compact, self.calibration)})
+
+    @property
+    def stored_dim(self) -> int:
+        return self.compact.dim(self.facts.dim)
+
+    def embedder(self, keep_text: Optional[bool] = None):
+        """The EmbedText of this run (float32 vectors of the model's dim)."""
+        from transforms.embed import EmbedText
+        o = self.options
+        return EmbedText(self.handles.preprocessor, self.handles.encoder, self.spec,
+                         long_text=o.long_text, batch_tokens=o.batch_tokens,
+                         max_batch_size=o.max_batch_size,
+                         keep_text=o.keep_text if keep_text is None else keep_text,
+                         runtime=self.runtime,
+                         text_prefixes=(self.compact.text_prefix, self.compact.text_pair_prefix),
+                         fixed_shapes=self.compact.dtype != "float32")
 
     def sinks(self) -> list:
         """The sinks the rows go to (transforms/sinks/): the file sink of --output_format
         under --output, and the table sink of --output_table."""
         from transforms.sinks import SinkRows, file_sink_class, table_sink_class
         o = self.options
-        rows = SinkRows(self.facts.dim, output_columns(o), self.metadata(), run_id(o.output))
+        rows = SinkRows(self.stored_dim, output_columns(o), self.metadata(), run_id(o.output),
+                        dtype=self.compact.dtype)
         sinks = []
         if o.output_format != NO_FILES:
             sinks.append(file_sink_class(o.output_format)(o.output, rows))
@@ -103,7 +135,14 @@ class RunConfig:
                 "encoder": self.handles.encoder, "preprocessor": self.handles.preprocessor,
                 "pooling": self.spec.pooling, "layer": json.dumps(self.spec.layer),
                 "normalize": json.dumps(self.spec.normalize), "dim": str(self.facts.dim),
-                "max_seq_length": str(self.spec.max_seq_length)}
+                "max_seq_length": str(self.spec.max_seq_length),
+                "beam_embed.vectors": self.vectors_fingerprint,
+                **compact_vectors.metadata(self.compact, self.calibration, self.facts.dim,
+                                           self.options.output)}
+
+
+def _digest(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def probe_model(handles: ModelHandles) -> ModelFacts:
@@ -150,7 +189,8 @@ def probe_embedding(config: RunConfig) -> None:
     from transforms.tf_errors import error_text
     o = config.options
     embedder = EmbedText(config.handles.preprocessor, config.handles.encoder, config.spec,
-                         long_text=o.long_text, runtime=config.runtime)
+                         long_text=o.long_text, runtime=config.runtime,
+                         text_prefixes=(config.compact.text_prefix, config.compact.text_pair_prefix))
     encoder = load_encoder(config.handles.encoder)
     pair = bool(o.text_pair_field)
     try:
@@ -264,7 +304,7 @@ def _check_outputs_outside_input(o: EmbedOptions) -> None:
     dead_letter = dead_letter_prefix(o)
     written = {
         "--output": [o.output, summary_path(o.output), partial_summary_path(o.output),
-                     lock_path(o.output)]
+                     lock_path(o.output), compact_vectors.calibration_path(o.output)]
                     + [example_shard(o.output, ext) for ext in OUTPUT_FORMATS]
                     + [example_temp_file(o.output, ext) for ext in OUTPUT_FORMATS],
         "--dead_letter": [dead_letter, lock_path(dead_letter), example_shard(dead_letter, "jsonl"),
@@ -350,6 +390,11 @@ def check_table_destinations(config: RunConfig) -> None:
     and dim), and a --skip_existing table's server; the model is known by now."""
     from transforms.sinks import DestinationError, table_sink_class
     o = config.options
+    if o.output_table and config.compact.dtype != "float32":
+        # pgvector's vector/halfvec and BigQuery's ARRAY<FLOAT64> hold floats; storing
+        # quantized codes there would need a per-store encoding nobody has asked for yet.
+        raise OptionError(f"--embedding_dtype {config.compact.dtype} is for file outputs; "
+                          "--output_table stores float32 vectors (use --truncate_dim to shrink them)")
     try:
         for sink in config.sinks():
             sink.check()
@@ -389,7 +434,26 @@ def resolve(options: EmbedOptions) -> RunConfig:
                           f"layers (use 0..{facts.num_layers - 1}, or negative from the end)")
     spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
     config = RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
-                       facts, dead_letter_prefix(o))
+                       facts, dead_letter_prefix(o), _check_compact(o, facts))
+    config = _with_calibration(config)
     check_table_destinations(config)
     probe_embedding(config)
     return config
+
+
+def _check_compact(o: EmbedOptions, facts: ModelFacts) -> "compact_vectors.CompactSpec":
+    try:
+        return compact_vectors.check_compact_options(o, facts.dim, o.normalize)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+
+
+def _with_calibration(config: RunConfig) -> RunConfig:
+    """The --calibration or --skip_existing outputs' calibration, checked; a run that
+    must compute one does so in run.start (pipeline/compact.py)."""
+    try:
+        calibration = compact_vectors.resolve_calibration(
+            config.options, config.compact, config.stored_dim, config.vectors_fingerprint)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    return dataclasses.replace(config, calibration=calibration)

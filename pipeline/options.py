@@ -14,7 +14,8 @@ from pipeline.presets import PRESET_NAMES
 from transforms.constants import (BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPUT_FORMAT,
                                   DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
                                   MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS, POOLING_MODES,
-                                  PRECISIONS, VECTOR_TYPES, VERSION)
+                                  PRECISIONS, VECTOR_TYPES, VERSION, EMBEDDING_DTYPES,
+                                  CALIBRATION_SAMPLE)
 from transforms.formats import INPUT_FORMATS
 
 PROG = "beam-embed"
@@ -72,6 +73,7 @@ def declare(parser) -> None:
     _flag(model, "--normalize", "L2-normalize embeddings")
     model.add_argument("--max_seq_length", type=int, default=MAX_SEQ_LENGTH)
     model.add_argument("--long_text", default=DEFAULT_LONG_TEXT, choices=LONG_TEXT_POLICIES)
+    _add_compact_args(parser.add_argument_group("compact vectors and prompts"))
     run = parser.add_argument_group("execution")
     run.add_argument("--batch_tokens", type=int, default=BATCH_TOKENS, help="padded tokens per encoder batch")
     run.add_argument("--max_batch_size", type=int, default=MAX_BATCH_SIZE, help="texts per encoder batch")
@@ -112,6 +114,21 @@ def __getattr__(name: str):
         from pipeline.beam_options import EmbedOptions
         return EmbedOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _add_compact_args(group) -> None:
+    group.add_argument("--truncate_dim", type=int,
+                       help="keep the first D dimensions (Matryoshka), re-normalized with --normalize")
+    group.add_argument("--embedding_dtype", default="float32", choices=EMBEDDING_DTYPES,
+                       help="stored type; binary/ubinary pack 8 dimensions per byte")
+    group.add_argument("--calibration",
+                       help="int8/uint8: reuse this calibration file (OUTPUT-calibration.json of a run)")
+    group.add_argument("--calibration_sample", type=int, default=CALIBRATION_SAMPLE,
+                       help="int8/uint8: documents of the seeded calibration sample (0: all)")
+    group.add_argument("--text_prefix", default="",
+                       help="prepended to every text before tokenization, e.g. 'passage: '")
+    group.add_argument("--text_pair_prefix", default="",
+                       help="prepended to every text_pair before tokenization")
 
 
 def _boolean(value: str) -> bool:

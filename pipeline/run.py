@@ -1,6 +1,7 @@
 """The pipeline, top to bottom: read → deduplicate → embed → write, plus dead letters."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import apache_beam as beam
@@ -11,7 +12,8 @@ from pipeline.prefix_lock import PrefixLock
 from pipeline.summary import summarize, write_summary
 from transforms.counters import committed_counters
 from transforms.dedupe import DeduplicateDocuments
-from transforms.embed import EmbedText
+from pipeline import compact as compact_vectors
+from transforms.calibration import CompactEmbeddings
 from transforms.read import ReadCorpus
 from transforms.skip_existing import SkipExisting
 from transforms.write import WriteDeadLetters, WriteEmbeddings
@@ -42,11 +44,14 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
         documents = documents | "SkipExisting" >> SkipExisting(
             o.skip_existing, config.fingerprint, own_output=o.output, own_run=run_id(o.output),
             table_options=table_options(o))
-    embedded = documents | "Embed" >> EmbedText(
-        config.handles.preprocessor, config.handles.encoder, config.spec,
-        long_text=o.long_text, batch_tokens=o.batch_tokens, max_batch_size=o.max_batch_size,
-        keep_text=o.keep_text, runtime=config.runtime)
-    embedded.rows | "WriteEmbeddings" >> WriteEmbeddings(sinks=config.sinks())
+    embedded = documents | "Embed" >> config.embedder()
+    rows = embedded.rows
+    if config.compact.changes_vectors:
+        calibration = (p | "Calibration" >> beam.Create([config.calibration])
+                       if config.calibration is not None else None)
+        rows = rows | "Compact" >> CompactEmbeddings(
+            config.compact.truncate_dim, config.spec.normalize, config.compact.dtype, calibration)
+    rows | "WriteEmbeddings" >> WriteEmbeddings(sinks=config.sinks())
     ((read.dead_letters, unique.dead_letters, embedded.dead_letters)
      | "AllDeadLetters" >> beam.Flatten()
      | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter))
@@ -60,11 +65,14 @@ def lock_prefixes(config: RunConfig) -> PrefixLock:
 def start(config: RunConfig):
     """Build the pipeline, clear what earlier runs left, start it; the caller holds
     the prefixes' locks."""
+    if config.compact.calibrated and config.calibration is None:
+        config = dataclasses.replace(config, calibration=compact_vectors.compute_calibration(config))
     pipeline = beam.Pipeline(options=config.options)
     build(pipeline, config)
     clear_previous_run(config.options.output, config.dead_letter)  # once the pipeline is built
     for sink in config.sinks():
         sink.prepare()  # table sinks: a fresh staging area (file sinks: cleared just above)
+    compact_vectors.place_calibration(config.options.output, config.calibration)
     return pipeline.run()
 
 

@@ -89,3 +89,45 @@ def sentence_embeddings(model_dir: str, texts: list[str]) -> np.ndarray:
             json.dump(texts, f, ensure_ascii=False)
         run_reference("sentence-embed", model_dir=model_dir, texts=texts_path, out=out_path)
         return np.load(out_path)
+
+
+COMPACT_SCRIPT = os.path.join(REPO, "reference", "st_compact.py")
+
+
+def _run_compact(*argv: str) -> None:
+    process = subprocess.run([ref_python_path(), COMPACT_SCRIPT, *argv], env=_env(), cwd=REPO,
+                             capture_output=True, text=True)
+    if process.returncode:
+        raise RuntimeError(f"reference command failed ({process.returncode}): {argv}\n"
+                           f"{process.stdout}\n{process.stderr[-4000:]}")
+
+
+def st_quantize(vectors: np.ndarray, ranges=None, calibration=None) -> dict[str, np.ndarray]:
+    """sentence-transformers' ``quantize_embeddings`` on ``vectors``: binary, ubinary,
+    and with ``ranges`` int8/uint8, with ``calibration`` int8/uint8_calibrated."""
+    with tempfile.TemporaryDirectory(prefix="beam-embed-ref-") as work:
+        in_path, out_path = os.path.join(work, "in.npz"), os.path.join(work, "out.npz")
+        arrays = {"vectors": np.asarray(vectors, np.float32)}
+        if ranges is not None:
+            arrays["ranges"] = np.asarray(ranges, np.float32)
+        if calibration is not None:
+            arrays["calibration"] = np.asarray(calibration, np.float32)
+        np.savez(in_path, **arrays)
+        _run_compact("quantize", "--inputs", in_path, "--out", out_path)
+        with np.load(out_path) as out:
+            return {k: out[k] for k in out.files}
+
+
+def st_encode_truncated(model_dir: str, texts: list[str], truncate_dim: int,
+                        prompt: str | None = None) -> np.ndarray:
+    """``encode(texts, truncate_dim=..., normalize_embeddings=True, prompt=...)``."""
+    with tempfile.TemporaryDirectory(prefix="beam-embed-ref-") as work:
+        texts_path, out_path = os.path.join(work, "texts.json"), os.path.join(work, "emb.npy")
+        with open(texts_path, "w", encoding="utf-8") as f:
+            json.dump(texts, f, ensure_ascii=False)
+        argv = ["encode", "--model-dir", model_dir, "--texts", texts_path,
+                "--truncate-dim", str(truncate_dim), "--out", out_path]
+        if prompt is not None:
+            argv += ["--prompt", prompt]
+        _run_compact(*argv)
+        return np.load(out_path)

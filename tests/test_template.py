@@ -86,6 +86,13 @@ EXAMPLES = {
     "max_batch_size": POSITIVE,
     "precision": (["float32", "bfloat16", "float16"], ["fp16", "half", ""]),
     "jit_compile": BOOLEAN,
+    "truncate_dim": POSITIVE,
+    "embedding_dtype": (["float32", "int8", "binary"], ["int4", "INT8", ""]),
+    "calibration": (["gs://my-bucket/embeddings/2026-01-01/emb-calibration.json"],
+                    ["emb-calibration.json", ""]),
+    "calibration_sample": (["0", "10000"], ["-1", "1.5", "", "10k"]),
+    "text_prefix": (["passage: ", "query: ", ""], ["a\nb"]),
+    "text_pair_prefix": (["query: ", ""], ["a\rb"]),
 }
 
 

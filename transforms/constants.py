@@ -18,6 +18,10 @@ DEFAULT_LONG_TEXT = "truncate"
 OUTPUT_FORMATS = ("parquet", "tfrecord")  # the file sinks in transforms/sinks (a test checks)
 VECTOR_TYPES = ("vector", "halfvec")  # pgvector column types (transforms/sinks/postgres.py)
 DEFAULT_OUTPUT_FORMAT = "parquet"
+# Stored vector types (transforms/quantize.py), and the seeded int8/uint8 calibration
+# sample's size in documents (transforms/calibration.py).
+EMBEDDING_DTYPES = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+CALIBRATION_SAMPLE = 10_000
 
 # Tokens per text, special tokens included: BERT-family encoders' position table.
 MAX_SEQ_LENGTH = 512

@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
-from transforms.batching import BatchByLength, BatchShape
+from transforms.batching import FILLER_INDEX, BatchByLength, BatchShape, fill_to_shape
 from transforms.constants import BATCH_TOKENS, DEFAULT_LONG_TEXT, MAX_BATCH_SIZE
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
@@ -67,6 +67,13 @@ class _ToRows(beam.DoFn):
             yield _row(piece, encoded.vector, piece.n_tokens, 1 if self._chunk_mode else None)
 
 
+def _drop_filler(encoded: Encoded):
+    if encoded.piece.chunk_index != FILLER_INDEX:
+        yield encoded
+    else:  # the encoder counted its tokens as the input's; they were only computed
+        counters.counter(counters.TOKENS).dec(encoded.piece.n_tokens)
+
+
 def _dead_letter(encoded: Encoded, first: Optional[Piece] = None):
     """``first``: the document's first window, which carries its raw prefix."""
     piece = encoded.piece
@@ -105,6 +112,10 @@ class EmbedText(beam.PTransform):
       keep_text: carry text (and text_pair) into the rows.
       encoder_class: the TextEncoder (sub)class workers wrap the modules in; tests
         pass one that injects faults, such as running out of memory.
+      text_prefixes: prepended to text and text_pair before tokenization (e5's
+        "passage: "); counted in n_tokens.
+      fixed_shapes: no batch of a single piece (fill_to_shape), so vectors are
+        bitwise the same whatever the bundles: for quantized output.
     Returns EmbedResult(rows, dead_letters).
     """
 
@@ -112,12 +123,15 @@ class EmbedText(beam.PTransform):
                  long_text: str = DEFAULT_LONG_TEXT, batch_tokens: int = BATCH_TOKENS,
                  max_batch_size: int = MAX_BATCH_SIZE,
                  keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
-                 encoder_class: type[TextEncoder] = TextEncoder):
+                 encoder_class: type[TextEncoder] = TextEncoder,
+                 text_prefixes: tuple[str, str] = ("", ""), fixed_shapes: bool = False):
         super().__init__()
         self._policy = LongTextPolicy(long_text, spec.max_seq_length)
-        self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text)
+        self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text,
+                                                text_prefixes=text_prefixes)
         self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class)
         self._spec = spec
+        self._fixed_shapes = fixed_shapes
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
                                        bucketed=runtime.jit_compile)
 
@@ -162,9 +176,12 @@ class EmbedText(beam.PTransform):
         tokenized = (documents
                      | "Tokenize" >> RunInference(self._tokenizer)
                      | "SplitTooLong" >> beam.FlatMap(_split_tokenized).with_outputs(_DEAD, main="pieces"))
-        encoded = (tokenized.pieces
-                   | "BatchByLength" >> BatchByLength(self._batch_shape)
-                   | "Encode" >> RunInference(self._encoder.with_no_batching()))
+        batches = tokenized.pieces | "BatchByLength" >> BatchByLength(self._batch_shape)
+        if self._fixed_shapes:
+            batches = batches | "FillToShape" >> beam.Map(fill_to_shape, self._batch_shape)
+        encoded = batches | "Encode" >> RunInference(self._encoder.with_no_batching())
+        if self._fixed_shapes:
+            encoded = encoded | "DropFillers" >> beam.FlatMap(_drop_filler)
         chunk_mode = self._policy.mode == "chunk"
         outputs = encoded | "ToRows" >> beam.ParDo(_ToRows(chunk_mode)).with_outputs(
             _DEAD, _ToRows.CHUNKS, main="rows")

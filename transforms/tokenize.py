@@ -139,6 +139,15 @@ def to_pieces(doc: Document, segments: list[np.ndarray], policy: LongTextPolicy,
             for i, s in enumerate(starts)]
 
 
+def _prefixed(prefix: str, text: str) -> str:
+    """The prompt goes before the text as a string, as sentence-transformers does (a byte
+    BPE tokenizes "query: x" differently from "query: " then "x"). A text of nothing
+    but white space keeps no prefix: it stays an empty_text dead letter instead of
+    being embedded as the prompt alone. In chunk mode the prefix opens the first
+    window only: it is part of the text."""
+    return prefix + text if prefix and text.strip() else text
+
+
 def _raw(doc: Document) -> str:
     # A character is at least one byte: slicing first spares encoding a huge text whole.
     return raw_prefix(doc.text[:RAW_PREFIX_BYTES])
@@ -160,13 +169,14 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
     """
 
     def __init__(self, preprocessor_handle: str, policy: LongTextPolicy, keep_text: bool = False,
-                 max_batch_size: int = MAX_BATCH_SIZE):
+                 max_batch_size: int = MAX_BATCH_SIZE, text_prefixes: tuple[str, str] = ("", "")):
         # Fixed-size batches: BatchElements would otherwise start at 1 and grow slowly,
         # and a tokenizer call costs about the same for 1 text as for 100.
         super().__init__(min_batch_size=max_batch_size, max_batch_size=max_batch_size)
         self._handle = preprocessor_handle
         self._policy = policy
         self._keep_text = keep_text
+        self._prefixes = text_prefixes
 
     def load_model(self) -> TextTokenizer:
         return text_tokenizer(self._handle)
@@ -181,10 +191,13 @@ class TokenizerModelHandler(ModelHandler[Document, Union[Piece, DeadLetter], Tex
                       inference_args=None) -> Iterable[Union[list[Piece], DeadLetter]]:
         limit = self._policy.char_limit()
         clip = (lambda t: t[:limit]) if limit else (lambda t: t)
-        tokens = [[t] for t in self._tokenize_or_isolate(model, [clip(d.text) for d in batch])]
+        text_prefix, pair_prefix = self._prefixes
+        tokens = [[t] for t in self._tokenize_or_isolate(
+            model, [clip(_prefixed(text_prefix, d.text)) for d in batch])]
         paired = [i for i, d in enumerate(batch) if d.text_pair is not None]
         if paired:
-            pairs = self._tokenize_or_isolate(model, [clip(batch[i].text_pair) for i in paired])
+            pairs = self._tokenize_or_isolate(
+                model, [clip(_prefixed(pair_prefix, batch[i].text_pair)) for i in paired])
             for i, pair in zip(paired, pairs):
                 tokens[i].append(pair)
         results = []

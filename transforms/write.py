@@ -42,12 +42,12 @@ class WriteEmbeddings(beam.PTransform):
                  dim: int = 0, columns: Iterable[str] = (),
                  metadata: Optional[Mapping[str, str]] = None, num_shards: int = 0,
                  parquet_batch_size: int = DEFAULT_PARQUET_BATCH_SIZE,
-                 sinks: Iterable[Sink] = ()):
+                 sinks: Iterable[Sink] = (), dtype: str = "float32"):
         super().__init__()
         self._sinks = list(sinks)
         if output_prefix is not None:
             cls = file_sink_class(output_format)
-            self._sinks.append(cls(output_prefix, SinkRows(dim, columns, metadata),
+            self._sinks.append(cls(output_prefix, SinkRows(dim, columns, metadata, dtype=dtype),
                                    num_shards=num_shards, batch_size=parquet_batch_size))
         if not self._sinks:
             raise ValueError("WriteEmbeddings needs an output prefix or sinks")

@@ -42,6 +42,8 @@ from typing import ClassVar, Iterable, Mapping
 import apache_beam as beam
 import numpy as np
 
+from transforms import quantize
+
 # Row keys a caller may add to the required id / embedding / n_tokens / truncated.
 OPTIONAL_COLUMNS = ("n_chunks", "text", "text_pair")
 SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
@@ -59,6 +61,7 @@ class SinkRows:
     columns: frozenset = frozenset()
     metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
     run: str = ""
+    dtype: str = "float32"  # --embedding_dtype: how the vectors are stored (transforms/quantize.py)
 
     def __post_init__(self):
         if self.dim <= 0:
@@ -124,15 +127,17 @@ def check_columns(columns: Iterable[str]) -> frozenset:
     return columns
 
 
-def embedding_matrix(rows: list[dict], dim: int) -> np.ndarray:
-    """The rows' embeddings as one float32 matrix; a row of another size fails the
-    pipeline, as it means the model and the declared dimension disagree."""
-    matrix = np.empty((len(rows), dim), dtype=np.float32)
+def embedding_matrix(rows: list[dict], dim: int, dtype: str = "float32") -> np.ndarray:
+    """The rows' embeddings as one matrix of the stored dtype (binary dtypes: dim / 8
+    bytes a row); a row of another size fails the pipeline, as it means the model and
+    the declared dimension disagree."""
+    width = quantize.stored_width(dtype, dim)
+    matrix = np.empty((len(rows), width), dtype=quantize.numpy_dtype(dtype))
     for i, row in enumerate(rows):
-        vector = np.asarray(row["embedding"], dtype=np.float32)
-        if vector.shape != (dim,):
+        vector = np.asarray(row["embedding"])
+        if vector.shape != (width,):
             raise ValueError(
                 f"embedding of {row['id']!r} has shape {vector.shape}, expected "
-                f"({dim},)")
+                f"({width},)")
         matrix[i] = vector
     return matrix

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filebasedsink import FileBasedSink
 from apache_beam.io.filesystem import CompressionTypes
 
+from transforms import quantize
 from transforms.sinks.base import (OPTIONAL_COLUMNS, SHARD_NAME_TEMPLATE, Sink, SinkRows,
                                    check_columns, embedding_matrix)
 
@@ -21,10 +22,12 @@ DICTIONARY_COLUMNS = ("n_tokens", "truncated", "n_chunks")
 
 
 def embedding_schema(dim: int, columns: Iterable[str] = (),
-                     metadata: Optional[Mapping[str, str]] = None) -> pa.Schema:
+                     metadata: Optional[Mapping[str, str]] = None,
+                     dtype: str = "float32") -> pa.Schema:
     """The Arrow schema of the Parquet output (the one place it is built).
 
-    ``id`` string, ``embedding`` fixed_size_list<float32>[dim], ``n_tokens`` int32,
+    ``id`` string, ``embedding`` fixed_size_list<float32>[dim] (other ``dtype``\\ s:
+    see transforms/quantize.py), ``n_tokens`` int32,
     ``truncated`` bool, then the optional ``n_chunks`` int32, ``text`` string,
     ``text_pair`` string (null when a document has no pair) that are in
     ``columns``. ``metadata`` becomes the schema's key/value metadata (UTF-8).
@@ -32,7 +35,7 @@ def embedding_schema(dim: int, columns: Iterable[str] = (),
     columns = check_columns(columns)
     fields = [
         pa.field("id", pa.string(), nullable=False),
-        pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("embedding", quantize.arrow_type(dtype, dim), nullable=False),
         pa.field("n_tokens", pa.int32(), nullable=False),
         pa.field("truncated", pa.bool_(), nullable=False),
     ]
@@ -50,9 +53,9 @@ def embedding_schema(dim: int, columns: Iterable[str] = (),
     return schema
 
 
-def rows_to_table(rows: list[dict], schema: pa.Schema, dim: int) -> pa.Table:
-    embeddings = pa.FixedSizeListArray.from_arrays(
-        pa.array(embedding_matrix(rows, dim).reshape(-1), type=pa.float32()), dim)
+def rows_to_table(rows: list[dict], schema: pa.Schema, dim: int,
+                  dtype: str = "float32") -> pa.Table:
+    embeddings = quantize.arrow_array(embedding_matrix(rows, dim, dtype), dtype, dim)
     arrays = []
     for field in schema:
         if field.name == "embedding":
@@ -85,12 +88,13 @@ class WriteParquet(beam.PTransform):
 
     def expand(self, rows):
         sink = self._sink
-        schema = embedding_schema(sink.rows.dim, sink.rows.columns, sink.rows.metadata)
+        schema = embedding_schema(sink.rows.dim, sink.rows.columns, sink.rows.metadata,
+                                  sink.rows.dtype)
         return (
             rows
             | "Batch" >> beam.BatchElements(min_batch_size=sink.batch_size,
                                             max_batch_size=sink.batch_size)
-            | "ToArrow" >> beam.Map(rows_to_table, schema, sink.rows.dim)
+            | "ToArrow" >> beam.Map(rows_to_table, schema, sink.rows.dim, sink.rows.dtype)
             | "WriteParquet" >> beam.io.Write(_ParquetTableSink(
                 sink.destination, schema, sink.num_shards)))
 
@@ -117,6 +121,7 @@ class _ParquetTableSink(FileBasedSink):
     def open(self, temp_path):
         handle = super().open(temp_path)
         dictionary = [name for name in DICTIONARY_COLUMNS if name in self._schema.names]
+        dictionary += quantize.parquet_dictionary_paths(self._schema)
         # Non-compliant nested names ("item"), as WriteToParquetBatched writes them.
         return handle, pq.ParquetWriter(handle, self._schema, compression="snappy",
                                         use_dictionary=dictionary, use_compliant_nested_type=False)

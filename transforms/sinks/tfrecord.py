@@ -5,10 +5,11 @@ from typing import Iterable
 
 import apache_beam as beam
 
+from transforms import quantize
 from transforms.sinks.base import SHARD_NAME_TEMPLATE, Sink, SinkRows, check_columns, embedding_matrix
 
 
-def tfrecord_feature_spec(dim: int, columns: Iterable[str] = ()) -> dict:
+def tfrecord_feature_spec(dim: int, columns: Iterable[str] = (), dtype: str = "float32") -> dict:
     """The feature spec to parse the TFRecord output's ``tf.train.Example``\\ s.
 
     Use it as ``tf.io.parse_single_example(serialized, tfrecord_feature_spec(dim))``
@@ -16,14 +17,15 @@ def tfrecord_feature_spec(dim: int, columns: Iterable[str] = ()) -> dict:
     ``embedding`` to a float32 vector of length ``dim``, ``n_tokens`` and
     ``truncated`` (0 or 1) to int64 scalars, and, for those in ``columns``,
     ``n_chunks`` to an int64 scalar and ``text`` / ``text_pair`` to tf.string
-    scalars (``text_pair`` is b"" for a document without a pair).
+    scalars (``text_pair`` is b"" for a document without a pair). Other ``dtype``\\ s
+    store ``embedding`` as one bytes value (transforms/quantize.py).
     """
     import tensorflow as tf
 
     columns = check_columns(columns)
     spec = {
         "id": tf.io.FixedLenFeature([], tf.string),
-        "embedding": tf.io.FixedLenFeature([dim], tf.float32),
+        "embedding": quantize.tfrecord_spec(dtype, dim),
         "n_tokens": tf.io.FixedLenFeature([], tf.int64),
         "truncated": tf.io.FixedLenFeature([], tf.int64),
     }
@@ -59,7 +61,8 @@ class WriteTFRecord(beam.PTransform):
         sink = self._sink
         return (
             rows
-            | "ToExample" >> beam.ParDo(_ToExampleFn(sink.rows.dim, sink.rows.columns))
+            | "ToExample" >> beam.ParDo(_ToExampleFn(sink.rows.dim, sink.rows.columns,
+                                                  sink.rows.dtype))
             .with_output_types(bytes)
             | "WriteTFRecord" >> beam.io.WriteToTFRecord(
                 sink.destination, file_name_suffix=".tfrecord", num_shards=sink.num_shards,
@@ -70,9 +73,10 @@ class _ToExampleFn(beam.DoFn):
     """Row dict -> serialized tf.train.Example (TensorFlow imported on workers only
     when TFRecord output is asked for)."""
 
-    def __init__(self, dim: int, columns: frozenset):
+    def __init__(self, dim: int, columns: frozenset, dtype: str = "float32"):
         self._dim = dim
         self._columns = columns
+        self._dtype = dtype
 
     def setup(self):
         from tensorflow.core.example import example_pb2, feature_pb2
@@ -82,11 +86,10 @@ class _ToExampleFn(beam.DoFn):
     def process(self, row: dict):
         feature = self._feature_pb2.Feature
         bytes_list, int64_list = self._feature_pb2.BytesList, self._feature_pb2.Int64List
-        embedding = embedding_matrix([row], self._dim)[0]
+        embedding = embedding_matrix([row], self._dim, self._dtype)[0]
         features = {
             "id": feature(bytes_list=bytes_list(value=[row["id"].encode("utf-8")])),
-            "embedding": feature(
-                float_list=self._feature_pb2.FloatList(value=embedding.tolist())),
+            "embedding": quantize.tfrecord_feature(embedding, self._dtype, self._feature_pb2),
             "n_tokens": feature(int64_list=int64_list(value=[int(row["n_tokens"])])),
             "truncated": feature(
                 int64_list=int64_list(value=[int(bool(row["truncated"]))])),
