@@ -140,12 +140,18 @@ def test_sigint_mid_run_releases_the_locks(tmp_path, tiny_random_model):
     test above shows the next run taking such locks over)."""
     corpus = tmp_path / "corpus.txt"
     write_lines_corpus(corpus, N_DOCUMENTS)
-    out_dir = tmp_path / "out"
-    args = [f"--input={corpus}", f"--output={out_dir / 'emb'}", *module_args(tiny_random_model),
-            "--runner=FnApiRunner"]
-    with run_in_progress(args, out_dir, tmp_path / "interrupted-run.log",
-                         signal.SIGINT) as process:
-        assert (out_dir / "emb.lock").exists()
+    # Rows reach Beam's temp files only in the last stage, so on a loaded machine the
+    # run can finish between the poll and the signal (exit 0, complete output): that
+    # attempt says nothing about interrupts, and the test tries again.
+    for attempt in range(3):
+        out_dir = tmp_path / f"out{attempt}"
+        args = [f"--input={corpus}", f"--output={out_dir / 'emb'}",
+                *module_args(tiny_random_model), "--runner=FnApiRunner"]
+        with run_in_progress(args, out_dir, tmp_path / "interrupted-run.log",
+                             signal.SIGINT) as process:
+            assert (out_dir / "emb.lock").exists()
+        if not (process.returncode == 0 and (out_dir / "emb-summary.json").exists()):
+            break
     assert process.returncode != 0
     assert not glob.glob(str(out_dir / "*.lock")), (tmp_path / "interrupted-run.log").read_text()[-2000:]
     assert not (out_dir / "emb-summary.json").exists()
