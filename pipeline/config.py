@@ -51,6 +51,7 @@ class RunConfig:
     runtime: RuntimeOptions
     facts: ModelFacts
     dead_letter: str
+    model_copies: int | str = "auto"  # --model_copies, parsed (transforms/encode.py)
 
     @property
     def fingerprint(self) -> str:
@@ -293,6 +294,14 @@ def _resolved_glob(glob: str) -> str:
     return os.path.join(os.path.realpath(os.sep.join(parts[:fixed]) or os.sep), *parts[fixed:])
 
 
+def _check_model_copies(o: EmbedOptions) -> int | str:
+    from transforms.encode import parse_model_copies
+    try:
+        return parse_model_copies(o.model_copies)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+
+
 def resolve(options: EmbedOptions) -> RunConfig:
     o = options
     try:  # first: one quick request per bucket, before Beam's slow retries can start
@@ -310,6 +319,7 @@ def resolve(options: EmbedOptions) -> RunConfig:
         raise OptionError(f"--batch_tokens {o.batch_tokens} must be at least --max_seq_length {o.max_seq_length}")
     if o.max_batch_size < 1:
         raise OptionError(f"--max_batch_size {o.max_batch_size} must be positive")
+    model_copies = _check_model_copies(o)
     if o.long_text == "chunk" and o.text_pair_field:
         raise OptionError("--long_text chunk cannot split text pairs; use truncate or reject with --text_pair_field")
     try:
@@ -322,6 +332,6 @@ def resolve(options: EmbedOptions) -> RunConfig:
                           f"layers (use 0..{facts.num_layers - 1}, or negative from the end)")
     spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
     config = RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
-                       facts, dead_letter_prefix(o))
+                       facts, dead_letter_prefix(o), model_copies)
     probe_embedding(config)
     return config

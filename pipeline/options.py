@@ -55,6 +55,9 @@ class EmbedOptions(PipelineOptions):
         run.add_argument("--max_batch_size", type=int, default=256, help="texts per encoder batch")
         run.add_argument("--precision", default="float32", choices=PRECISIONS)
         _flag(run, "--jit_compile", "compile the encoder with XLA")
+        run.add_argument("--model_copies", default="auto",
+                         help="encoder copies per machine, shared by its SDK processes; 0: one "
+                              "per process; auto (default): one per GPU, per process on CPU")
 
 
 def _boolean(value: str) -> bool:

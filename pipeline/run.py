@@ -56,7 +56,7 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     embedded = documents | "Embed" >> EmbedText(
         config.handles.preprocessor, config.handles.encoder, config.spec,
         long_text=o.long_text, batch_tokens=o.batch_tokens, max_batch_size=o.max_batch_size,
-        keep_text=o.keep_text, runtime=config.runtime)
+        keep_text=o.keep_text, runtime=config.runtime, model_copies=config.model_copies)
     embedded.rows | "WriteEmbeddings" >> WriteEmbeddings(
         o.output, o.output_format, dim=config.facts.dim, columns=output_columns(config),
         metadata=config.metadata())

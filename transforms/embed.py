@@ -13,8 +13,8 @@ from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
 from transforms.batching import BatchByLength, BatchShape
-from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
-                               TextEncoder)
+from transforms.encode import (MODEL_COPIES_AUTO, EmbeddingSpec, Encoded, EncoderModelHandler,
+                               RuntimeOptions, TextEncoder)
 from transforms.records import DeadLetter, Document
 from transforms.tokenize import LongTextPolicy, Piece, TokenizerModelHandler, to_pieces
 
@@ -94,7 +94,10 @@ def _merge_chunks(keyed, normalize: bool):
 class EmbedText(beam.PTransform):
     """Embed Documents with a TF Hub preprocessor + encoder pair.
 
-    Both modules are loaded once per worker process (RunInference model sharing).
+    The tokenizer is loaded once per worker process (RunInference model sharing);
+    the encoder too, or ``model_copies`` times per machine and shared by its SDK
+    processes (``auto``: one copy per visible GPU, per process on CPU; 0: always per
+    process). Tokenizing stays in each process either way.
     Args:
       preprocessor, encoder: TF Hub handles (URL, local or gs:// path).
       spec: pooling, layer, normalize, max_seq_length.
@@ -110,11 +113,13 @@ class EmbedText(beam.PTransform):
     def __init__(self, preprocessor: str, encoder: str, spec: EmbeddingSpec = EmbeddingSpec(),
                  long_text: str = "truncate", batch_tokens: int = 8192, max_batch_size: int = 256,
                  keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
-                 encoder_class: type[TextEncoder] = TextEncoder):
+                 encoder_class: type[TextEncoder] = TextEncoder,
+                 model_copies: int | str = MODEL_COPIES_AUTO):
         super().__init__()
         self._policy = LongTextPolicy(long_text, spec.max_seq_length)
         self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text)
-        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class)
+        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class,
+                                            model_copies)
         self._spec = spec
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
                                        bucketed=runtime.jit_compile)
@@ -131,7 +136,7 @@ class EmbedText(beam.PTransform):
         [pieces] = self._tokenizer.run_inference([Document("probe", text, text_pair, "probe")], tokenizer)
         if isinstance(pieces, DeadLetter):
             raise ValueError(f"the probe text became a dead letter: {pieces.reason}: {pieces.detail}")
-        return self._encoder.load_model().embed(pieces)[0]
+        return self._encoder.local_model().embed(pieces)[0]
 
     def probe_length(self, n_tokens: Optional[int] = None, pair: bool = False) -> tuple[int, np.ndarray]:
         """Embed one input of ``n_tokens`` tokens, special tokens included (default:
@@ -153,7 +158,7 @@ class EmbedText(beam.PTransform):
                            LongTextPolicy("truncate", n_tokens), tokenizer.special_tokens(num_segments),
                            keep_text=False)
         # Packed to exactly that length: the length classes would round it up.
-        [vector] = self._encoder.load_model().embed(pieces, seq_length=pieces[0].n_tokens)
+        [vector] = self._encoder.local_model().embed(pieces, seq_length=pieces[0].n_tokens)
         return pieces[0].n_tokens, vector
 
     def expand(self, documents) -> EmbedResult:
