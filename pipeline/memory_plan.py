@@ -3,10 +3,12 @@
 Dataflow starts one SDK process per vCPU. With ``--model_copies 0`` each loads its own
 encoder; otherwise the machine holds ``--model_copies`` shared copies (``auto``: one per
 GPU), spread round-robin over the GPUs (transforms/placement.py). Each model on a GPU
-costs its weights (read from the SavedModel's variables at launch) plus a CUDA
-context, cuDNN and cuBLAS workspaces, which cannot be measured on this machine (it has
-no GPU): ``CUDA_CONTEXT_BYTES`` is an assumption, on the low side, so that only a
-plan that cannot fit is refused. Activations come on top and are not counted: the
+costs its weights (read from the SavedModel's variables at launch); every SDK process
+also holds a CUDA context on every GPU it sees, shared copy or not (TensorFlow
+initialises all visible GPUs when it first runs an op, and the tokenizer runs ops).
+A context's size cannot be measured on this machine (it has no GPU):
+``CUDA_CONTEXT_BYTES`` is an assumption, on the low side, so that only a plan that
+cannot fit is refused. Activations come on top and are not counted: the
 OOM split-and-retry handles batches too big for what is left.
 
 The GPU comes from ``worker_accelerator=type:...;count:N`` in
@@ -19,14 +21,15 @@ import math
 import re
 from typing import NamedTuple, Optional
 
-GIB = 1 << 30
-CUDA_CONTEXT_BYTES = GIB // 2  # per process using a GPU: assumed, not measured here
+GB = 10 ** 9  # decimal, as GPU memory is sold and as the README's figures are given
+CUDA_CONTEXT_BYTES = GB // 2  # per process and GPU: assumed, not measured here
 
-# Memory per GPU, from Google Cloud's GPU table (compute/docs/gpus).
+# Memory per GPU, from Google Cloud's GPU table (compute/docs/gpus), in decimal GB: a
+# little less than the devices have, so the check errs towards letting a plan run.
 GPU_MEMORY_BYTES = {
-    "nvidia-tesla-t4": 16 * GIB, "nvidia-l4": 24 * GIB, "nvidia-tesla-v100": 16 * GIB,
-    "nvidia-tesla-p100": 16 * GIB, "nvidia-tesla-p4": 8 * GIB, "nvidia-tesla-a100": 40 * GIB,
-    "nvidia-a100-80gb": 80 * GIB, "nvidia-h100-80gb": 80 * GIB, "nvidia-h100-mega-80gb": 80 * GIB,
+    "nvidia-tesla-t4": 16 * GB, "nvidia-l4": 24 * GB, "nvidia-tesla-v100": 16 * GB,
+    "nvidia-tesla-p100": 16 * GB, "nvidia-tesla-p4": 8 * GB, "nvidia-tesla-a100": 40 * GB,
+    "nvidia-a100-80gb": 80 * GB, "nvidia-h100-80gb": 80 * GB, "nvidia-h100-mega-80gb": 80 * GB,
 }
 _ACCELERATOR = re.compile(r"worker_accelerator=(.*)")
 _PREDEFINED = re.compile(r"^[a-z]\d[a-z]?-[a-z]+-(\d+)$")   # n1-standard-8, g2-standard-24 ...
@@ -77,12 +80,12 @@ def plan_problem(weight_bytes: int, model_copies, gpu: Accelerator, vcpus: int,
         return None
     processes = 1 if one_process else vcpus
     per_gpu, what = models_per_gpu(model_copies, processes, gpu.count)
-    needed = per_gpu * (weight_bytes + CUDA_CONTEXT_BYTES)
+    needed = per_gpu * weight_bytes + processes * CUDA_CONTEXT_BYTES
     if needed <= memory:
         return None
     fix = ("use --model_copies auto (one copy per GPU, shared by the processes)"
            if model_copies == 0 else "use fewer --model_copies")
     return (f"--model_copies {model_copies} with worker_accelerator type:{gpu.type};count:{gpu.count} "
-            f"on {vcpus} vCPUs: {what}, {per_gpu} per GPU x ({weight_bytes / GIB:.2f} GB of weights "
-            f"+ {CUDA_CONTEXT_BYTES / GIB:.1f} GB CUDA context) = {needed / GIB:.1f} GB > "
-            f"{memory / GIB:.0f} GB; {fix}")
+            f"on {vcpus} vCPUs: {what}, {per_gpu} x {weight_bytes / GB:.2f} GB of weights per GPU "
+            f"+ {processes} x {CUDA_CONTEXT_BYTES / GB:.1f} GB CUDA contexts = {needed / GB:.1f} GB > "
+            f"{memory / GB:.0f} GB; {fix}")

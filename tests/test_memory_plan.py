@@ -1,10 +1,10 @@
 """The launcher refuses a GPU worker whose encoders cannot fit its GPUs (exit 2, one line)."""
 from __future__ import annotations
 
-from pipeline.memory_plan import GIB, Accelerator, accelerator, machine_vcpus, plan_problem
+from pipeline.memory_plan import GB, Accelerator, accelerator, machine_vcpus, plan_problem
 from tests.pipeline_helpers import fails_with, module_args
 
-XLMR_LARGE = int(2.24 * GIB)  # 560 M float32 parameters
+XLMR_LARGE = 559_890_432 * 4  # 560 M float32 parameters
 T4 = Accelerator("nvidia-tesla-t4", 1)
 
 
@@ -23,10 +23,13 @@ def test_the_issue_s_case_is_refused_and_the_shared_copy_fits():
     problem = plan_problem(XLMR_LARGE, 0, T4, vcpus=8)
     assert problem.startswith("--model_copies 0 with worker_accelerator type:nvidia-tesla-t4;count:1")
     assert "8 SDK processes" in problem and "use --model_copies auto" in problem
+    assert "8 x 2.24 GB of weights per GPU + 8 x 0.5 GB CUDA contexts = 21.9 GB > 16 GB" in problem
     assert plan_problem(XLMR_LARGE, "auto", T4, vcpus=8) is None
     assert plan_problem(XLMR_LARGE, 0, T4, vcpus=8, one_process=True) is None
     assert plan_problem(XLMR_LARGE, 0, Accelerator("nvidia-tesla-a100", 1), vcpus=12) is None
-    assert plan_problem(XLMR_LARGE, 0, Accelerator("nvidia-tesla-t4", 4), vcpus=16) is None  # 4 per GPU
+    assert plan_problem(XLMR_LARGE, 0, Accelerator("nvidia-tesla-t4", 4), vcpus=8) is None  # 2 per GPU
+    # Every process holds a context on every GPU: 16 of them and 4 models per T4 do not fit.
+    assert plan_problem(XLMR_LARGE, 0, Accelerator("nvidia-tesla-t4", 4), vcpus=16) is not None
     assert "use fewer --model_copies" in plan_problem(XLMR_LARGE, 8, T4, vcpus=8)
     assert plan_problem(XLMR_LARGE, 0, Accelerator("some-future-gpu", 1), vcpus=8) is None
 

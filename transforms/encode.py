@@ -34,6 +34,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from transforms import counters
 from transforms.batching import BatchShape
 from transforms.progress import PROGRESS
+from transforms.shared_transport import enable_no_delay
 from transforms.pooling import l2_normalize, pool
 from transforms.placement import claim_slot, device_for_slot, gpu_count, process_slot
 from transforms.text_modules import encoder_device, load_encoder, load_module
@@ -242,6 +243,9 @@ def parse_model_copies(value) -> int | str:
         raise ValueError(f"--model_copies {value!r}: expected {MODEL_COPIES_AUTO}, 0 (one model "
                          "per SDK process) or a number of shared copies per machine")
     return int(text)
+
+
+enable_no_delay()  # for the proxies of shared copies (transforms/shared_transport.py)
 
 
 @functools.lru_cache(maxsize=None)
