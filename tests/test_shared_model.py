@@ -115,7 +115,7 @@ def test_a_tf_error_crosses_the_proxy_as_its_own_class():
 def test_model_copies_values(tmp_path, capsys):
     assert parse_model_copies("auto") == "auto" and parse_model_copies("0") == 0
     assert parse_model_copies("3") == 3
-    for bad in ("-1", "two", "1.5", ""):
+    for bad in ("-1", "two", "1.5", "", "65", "１"):
         with pytest.raises(ValueError, match="--model_copies"):
             parse_model_copies(bad)
     corpus = tmp_path / "c.txt"

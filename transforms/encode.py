@@ -43,6 +43,9 @@ from transforms.tokenize import Piece
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 MODEL_COPIES_AUTO = "auto"  # one shared copy per visible GPU; one model per process on CPU
+# Each copy is a server (thread, socket) in some SDK process, and every process opens
+# a proxy to each; more than a few per GPU buys nothing.
+MAX_MODEL_COPIES = 64
 NON_FINITE = "the encoder gave a NaN or infinite embedding"
 _INPUT = tf.TensorSpec([None, None], tf.int32)
 _VALUES = tf.TensorSpec([None], tf.int32)
@@ -239,9 +242,10 @@ def parse_model_copies(value) -> int | str:
     if value in (None, MODEL_COPIES_AUTO):
         return MODEL_COPIES_AUTO
     text = str(value).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_MODEL_COPIES:
         raise ValueError(f"--model_copies {value!r}: expected {MODEL_COPIES_AUTO}, 0 (one model "
-                         "per SDK process) or a number of shared copies per machine")
+                         f"per SDK process) or a number of shared copies per machine, at most "
+                         f"{MAX_MODEL_COPIES}")
     return int(text)
 
 
