@@ -77,6 +77,7 @@ EXAMPLES = {
     "max_batch_size": POSITIVE,
     "precision": (["float32", "bfloat16", "float16"], ["fp16", "half", ""]),
     "jit_compile": BOOLEAN,
+    "model_copies": (["auto", "0", "1", "4", "64"], ["-1", "65", "two", "1.5", "AUTO", ""]),
 }
 
 
