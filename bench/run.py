@@ -1,7 +1,9 @@
 """``make bench``: beam-embed against its anchors, side by side in one run.
 
 Contenders, alternating, ``--reps`` times each, medians reported:
-  beam_embed   beam-embed end to end through its CLI (FnApiRunner)
+  beam_embed   beam-embed end to end through its CLI (FnApiRunner), a model per process
+  beam_embed_shared  the same with --model_copies 1: every batch through Beam's
+               multi_process_shared proxy, as SDK processes call a shared copy
   beam_tfhub   Beam's MLTransform + TensorflowHubTextEmbeddings on the same modules
   st           sentence-transformers on the same MiniLM weights (torch CPU, .venv-ref)
   ceiling      the same encoder in a tight loop over pre-tokenized, length-sorted batches
@@ -126,10 +128,10 @@ def bench_model(label, dirs, config, corpus, contenders, reps, max_seq_length, m
                "padding_ratio": tokens / results[0]["computed_tokens"],
                "peak_rss_mib": statistics.median(r["rss"] for r in results) / 2**20,
                "seconds_median": seconds, "seconds_all": [r["seconds"] for r in results]}
-        if name in ("ceiling", "beam_embed"):
+        if name in ("ceiling", "beam_embed", "beam_embed_shared"):
             row["flops_per_second"] = model_flops / seconds
             row["model_flops_utilization"] = row["flops_per_second"] / machine_flops
-        if name == "beam_embed":
+        if name.startswith("beam_embed"):
             row["process_seconds_median"] = statistics.median(r["process_seconds"] for r in results)
         table[name] = row
     return table, runs
@@ -152,13 +154,13 @@ def chart(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     models = list(results["models"])
-    names = ["beam_embed", "ceiling", "st", "beam_tfhub"]
+    names = ["beam_embed", "beam_embed_shared", "ceiling", "st", "beam_tfhub"]
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6))
     for ax, model in zip(np.atleast_1d(axes), models):
         table = results["models"][model]
         shown = [n for n in names if n in table]
         values = [table[n]["docs_per_second"] for n in shown]
-        colors = {"beam_embed": "#1f77b4", "ceiling": "#7f7f7f", "st": "#ff7f0e", "beam_tfhub": "#d62728"}
+        colors = {"beam_embed": "#1f77b4", "beam_embed_shared": "#17becf", "ceiling": "#7f7f7f", "st": "#ff7f0e", "beam_tfhub": "#d62728"}
         bars = ax.bar(shown, values, color=[colors[n] for n in shown])
         ax.bar_label(bars, fmt="%.0f")
         ax.set_title(model)
@@ -188,7 +190,8 @@ def main() -> None:
     minilm = ensure_default_model()
     # sentence-transformers truncates MiniLM at 256 tokens (sentence_bert_config.json): all do here.
     table, runs = bench_model("MiniLM", minilm, minilm.manifest["config"], corpus,
-                              ["beam_embed", "beam_tfhub", "st", "ceiling"], args.reps, 256, machine_flops)
+                              ["beam_embed", "beam_embed_shared", "beam_tfhub", "st", "ceiling"],
+                              args.reps, 256, machine_flops)
     results["models"]["all-MiniLM-L6-v2"] = table
     if not args.skip_xlmr:
         dirs, config = xlmr_shaped_model(args.xlmr_layers)
@@ -215,6 +218,8 @@ def main() -> None:
     results["ratio_vs_ceiling"] = mini["beam_embed"]["docs_per_second"] / mini["ceiling"]["docs_per_second"]
     results["ratio_vs_sentence_transformers"] = mini["beam_embed"]["docs_per_second"] / mini["st"]["docs_per_second"]
     results["padding_ratio"] = mini["beam_embed"]["padding_ratio"]
+    results["ratio_shared_vs_per_process"] = (mini["beam_embed_shared"]["docs_per_second"]
+                                              / mini["beam_embed"]["docs_per_second"])
     for model, table in results["models"].items():
         if model != "all-MiniLM-L6-v2":
             table["ratios"] = {f"vs_{n}": table["beam_embed"]["docs_per_second"] / table[n]["docs_per_second"]
@@ -238,6 +243,7 @@ def print_table(results: dict) -> None:
     print(f"\nbeam-embed / Beam TF Hub:           {results['ratio_vs_beam_tfhub']:.2f}x  (target >= 3)")
     print(f"beam-embed / ceiling:               {results['ratio_vs_ceiling']:.2f}   (target >= 0.85)")
     print(f"beam-embed / sentence-transformers: {results['ratio_vs_sentence_transformers']:.2f}   (target >= 1.0)")
+    print(f"shared copy / own model (CPU):      {results['ratio_shared_vs_per_process']:.2f}")
     print(f"padding ratio (MiniLM):             {results['padding_ratio']:.3f}  (target >= 0.90)")
     bf = results["bfloat16"]
     print(f"bfloat16: {bf['speedup']:.2f}x speed, min cosine to float32 {bf['min_cosine']:.4f} (target >= 0.99)")

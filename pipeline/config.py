@@ -66,6 +66,7 @@ class OptionError(ValueError):
 class ModelFacts:
     dim: int
     num_layers: int
+    weight_bytes: int = 0  # the encoder's variables, as the SavedModel stores them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +93,7 @@ class RunConfig:
         """What makes two float vectors comparable: modules, pooling, length, truncation,
         prefixes (a calibration records it: ranges fit only such vectors)."""
         return _digest(self._vector_fields())
+    model_copies: int | str = "auto"  # --model_copies, parsed (transforms/encode.py)
 
     @property
     def fingerprint(self) -> str:
@@ -114,7 +116,8 @@ class RunConfig:
                          keep_text=o.keep_text if keep_text is None else keep_text,
                          runtime=self.runtime,
                          text_prefixes=(self.compact.text_prefix, self.compact.text_pair_prefix),
-                         fixed_shapes=self.compact.dtype != "float32")
+                         fixed_shapes=self.compact.dtype != "float32",
+                         model_copies=self.model_copies)
 
     def sinks(self) -> list:
         """The sinks the rows go to (transforms/sinks/): the file sink of --output_format
@@ -158,7 +161,12 @@ def probe_model(handles: ModelHandles) -> ModelFacts:
         raise OptionError(f"--encoder {handles.encoder!r} cannot be loaded: {e}") from None
     outputs = _declared_outputs(encoder) or _run_once(preprocessor, encoder)
     return ModelFacts(dim=int(outputs["sequence_output"].shape[-1]),
-                      num_layers=len(outputs["encoder_outputs"]))
+                      num_layers=len(outputs["encoder_outputs"]), weight_bytes=_weight_bytes(encoder))
+
+
+def _weight_bytes(encoder) -> int:
+    return sum(v.shape.num_elements() * v.dtype.size for v in getattr(encoder, "variables", None) or ()
+               if v.shape.num_elements() is not None)
 
 
 def _declared_outputs(encoder) -> Optional[dict]:
@@ -404,6 +412,30 @@ def check_table_destinations(config: RunConfig) -> None:
         raise OptionError(str(e)) from None
 
 
+def _check_model_copies(o: EmbedOptions) -> int | str:
+    from transforms.encode import parse_model_copies
+    try:
+        return parse_model_copies(o.model_copies)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+
+
+def _check_memory_plan(o: EmbedOptions, facts: ModelFacts, model_copies) -> None:
+    """Refuse a GPU worker whose encoders cannot fit its GPUs (pipeline/memory_plan.py)."""
+    from apache_beam.options.pipeline_options import DebugOptions, GoogleCloudOptions, WorkerOptions
+    from pipeline import memory_plan
+    experiments = o.view_as(DebugOptions).experiments or []
+    gpu = memory_plan.accelerator((o.view_as(GoogleCloudOptions).dataflow_service_options or [])
+                                  + experiments)
+    vcpus = memory_plan.machine_vcpus(o.view_as(WorkerOptions).machine_type)
+    if gpu is None or vcpus is None:
+        return
+    problem = memory_plan.plan_problem(facts.weight_bytes, model_copies, gpu, vcpus,
+                                       one_process="no_use_multiple_sdk_containers" in experiments)
+    if problem:
+        raise OptionError(problem)
+
+
 def resolve(options: EmbedOptions) -> RunConfig:
     o = options
     try:  # first: one quick request per bucket, before Beam's slow retries can start
@@ -422,6 +454,7 @@ def resolve(options: EmbedOptions) -> RunConfig:
         raise OptionError(f"--batch_tokens {o.batch_tokens} must be at least --max_seq_length {o.max_seq_length}")
     if o.max_batch_size < 1:
         raise OptionError(f"--max_batch_size {o.max_batch_size} must be positive")
+    model_copies = _check_model_copies(o)
     if o.long_text == "chunk" and o.text_pair_field:
         raise OptionError("--long_text chunk cannot split text pairs; use truncate or reject with --text_pair_field")
     try:
@@ -432,9 +465,11 @@ def resolve(options: EmbedOptions) -> RunConfig:
     if o.layer is not None and not -facts.num_layers <= o.layer < facts.num_layers:
         raise OptionError(f"--layer {o.layer} is out of range: the encoder has {facts.num_layers} "
                           f"layers (use 0..{facts.num_layers - 1}, or negative from the end)")
+    _check_memory_plan(o, facts, model_copies)
     spec = EmbeddingSpec(o.pooling, o.layer, o.normalize, o.max_seq_length)
     config = RunConfig(o, input_format, handles, spec, RuntimeOptions(o.precision, o.jit_compile),
-                       facts, dead_letter_prefix(o), _check_compact(o, facts))
+                       facts, dead_letter_prefix(o), _check_compact(o, facts),
+                       model_copies=model_copies)
     config = _with_calibration(config)
     check_table_destinations(config)
     probe_embedding(config)

@@ -15,7 +15,7 @@ from transforms.constants import (BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPU
                                   DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
                                   MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS, POOLING_MODES,
                                   PRECISIONS, VECTOR_TYPES, VERSION, EMBEDDING_DTYPES,
-                                  CALIBRATION_SAMPLE)
+                                  CALIBRATION_SAMPLE, MODEL_COPIES_AUTO)
 from transforms.formats import INPUT_FORMATS
 
 PROG = "beam-embed"
@@ -79,6 +79,9 @@ def declare(parser) -> None:
     run.add_argument("--max_batch_size", type=int, default=MAX_BATCH_SIZE, help="texts per encoder batch")
     run.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS)
     _flag(run, "--jit_compile", "compile the encoder with XLA")
+    run.add_argument("--model_copies", default=MODEL_COPIES_AUTO,
+                     help="encoder copies per machine, shared by its SDK processes; 0: one "
+                          "per process; auto (default): one per GPU, per process on CPU")
 
 
 def declare_cli(parser) -> None:

@@ -24,12 +24,20 @@ WORDS = "river stone light quiet morning garden window letter music winter".spli
 
 
 class SmallDeviceEncoder(TextEncoder):
+    budget = DEVICE_TOKENS
+
     def embed(self, pieces):
         padded = len(pieces) * self.padded_length(pieces)
-        if padded > DEVICE_TOKENS:
+        if padded > self.budget:
             raise tf.errors.ResourceExhaustedError(
                 None, None, f"OOM when allocating tensor for {padded} tokens (test device)")
         return super().embed(pieces)
+
+
+class SmallerDeviceEncoder(SmallDeviceEncoder):
+    """For tests/test_shared_model.py: two SDK processes' bundles make smaller batches.
+    Defined here, in a module SDK processes import as tests.test_oom_backoff."""
+    budget = 100
 
 
 def documents() -> list[Document]:

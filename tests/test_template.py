@@ -93,6 +93,7 @@ EXAMPLES = {
     "calibration_sample": (["0", "10000"], ["-1", "1.5", "", "10k"]),
     "text_prefix": (["passage: ", "query: ", ""], ["a\nb"]),
     "text_pair_prefix": (["query: ", ""], ["a\rb"]),
+    "model_copies": (["auto", "0", "1", "4", "64"], ["-1", "65", "two", "1.5", "AUTO", ""]),
 }
 
 

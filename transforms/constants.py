@@ -28,3 +28,9 @@ MAX_SEQ_LENGTH = 512
 # Padded tokens per encoder batch, and texts per batch (transforms/batching.py).
 BATCH_TOKENS = 8192
 MAX_BATCH_SIZE = 256
+
+# --model_copies: "auto" is one shared copy per visible GPU and one model per process on
+# CPU (transforms/encode.py). Each copy is a server (thread, socket) in some SDK process,
+# and every process opens a proxy to each; more than a few per GPU buys nothing.
+MODEL_COPIES_AUTO = "auto"
+MAX_MODEL_COPIES = 64

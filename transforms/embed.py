@@ -13,7 +13,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
 from transforms.batching import FILLER_INDEX, BatchByLength, BatchShape, fill_to_shape
-from transforms.constants import BATCH_TOKENS, DEFAULT_LONG_TEXT, MAX_BATCH_SIZE
+from transforms.constants import BATCH_TOKENS, DEFAULT_LONG_TEXT, MAX_BATCH_SIZE, MODEL_COPIES_AUTO
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
 from transforms.records import DeadLetter, Document
@@ -102,7 +102,10 @@ def _merge_chunks(keyed, normalize: bool):
 class EmbedText(beam.PTransform):
     """Embed Documents with a TF Hub preprocessor + encoder pair.
 
-    Both modules are loaded once per worker process (RunInference model sharing).
+    The tokenizer is loaded once per worker process (RunInference model sharing);
+    the encoder too, or ``model_copies`` times per machine and shared by its SDK
+    processes (``auto``: one copy per visible GPU, per process on CPU; 0: always per
+    process). Tokenizing stays in each process either way.
     Args:
       preprocessor, encoder: TF Hub handles (URL, local or gs:// path).
       spec: pooling, layer, normalize, max_seq_length.
@@ -124,12 +127,14 @@ class EmbedText(beam.PTransform):
                  max_batch_size: int = MAX_BATCH_SIZE,
                  keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
                  encoder_class: type[TextEncoder] = TextEncoder,
-                 text_prefixes: tuple[str, str] = ("", ""), fixed_shapes: bool = False):
+                 text_prefixes: tuple[str, str] = ("", ""), fixed_shapes: bool = False,
+                 model_copies: int | str = MODEL_COPIES_AUTO):
         super().__init__()
         self._policy = LongTextPolicy(long_text, spec.max_seq_length)
         self._tokenizer = TokenizerModelHandler(preprocessor, self._policy, keep_text,
                                                 text_prefixes=text_prefixes)
-        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class)
+        self._encoder = EncoderModelHandler(preprocessor, encoder, spec, runtime, encoder_class,
+                                            model_copies)
         self._spec = spec
         self._fixed_shapes = fixed_shapes
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
@@ -147,7 +152,7 @@ class EmbedText(beam.PTransform):
         [pieces] = self._tokenizer.run_inference([Document("probe", text, text_pair, "probe")], tokenizer)
         if isinstance(pieces, DeadLetter):
             raise ValueError(f"the probe text became a dead letter: {pieces.reason}: {pieces.detail}")
-        return self._encoder.load_model().embed(pieces)[0]
+        return self._encoder.local_model().embed(pieces)[0]
 
     def probe_length(self, n_tokens: Optional[int] = None, pair: bool = False) -> tuple[int, np.ndarray]:
         """Embed one input of ``n_tokens`` tokens, special tokens included (default:
@@ -169,7 +174,7 @@ class EmbedText(beam.PTransform):
                            LongTextPolicy("truncate", n_tokens), tokenizer.special_tokens(num_segments),
                            keep_text=False)
         # Packed to exactly that length: the length classes would round it up.
-        [vector] = self._encoder.load_model().embed(pieces, seq_length=pieces[0].n_tokens)
+        [vector] = self._encoder.local_model().embed(pieces, seq_length=pieces[0].n_tokens)
         return pieces[0].n_tokens, vector
 
     def expand(self, documents) -> EmbedResult:

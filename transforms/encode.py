@@ -5,6 +5,14 @@ on the CPU with the preprocessor's own ``bert_pack_inputs``, to the batch's padd
 length. A batch that fails with ``ResourceExhaustedError`` (out of memory) is split
 in halves and retried, down to single pieces; a piece that still fails, or hits any
 other TensorFlow error, comes back as an error instead of killing the job.
+
+The model is one per SDK process, or ``model_copies`` copies per machine shared by all
+its SDK processes through Beam's own mechanism (``share_model_across_processes``:
+RunInference loads each copy once per machine, in whichever SDK process gets there
+first, and every process calls it through a ``multi_process_shared`` proxy). Only
+token ids go to a shared copy and only vectors come back: tokenizing, splitting on
+out-of-memory, counters and dead letters stay in the calling process, so they
+behave the same both ways (see ``ServedEncoder`` for how errors cross).
 """
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ import gc
 import itertools
 import logging
 import os
+import pickle
+import uuid
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -23,9 +33,12 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from transforms import counters
 from transforms.batching import BatchShape
-from transforms.constants import DEFAULT_POOLING, DEFAULT_PRECISION, MAX_SEQ_LENGTH
+from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_MODEL_COPIES,
+                                  MAX_SEQ_LENGTH, MODEL_COPIES_AUTO, PRECISIONS)
 from transforms.progress import PROGRESS
+from transforms.shared_transport import enable_no_delay
 from transforms.pooling import l2_normalize, pool
+from transforms.placement import claim_slot, device_for_slot, gpu_count, process_slot
 from transforms.text_modules import encoder_device, load_encoder, load_module
 from transforms.tf_errors import error_text
 from transforms.tokenize import Piece
@@ -115,6 +128,7 @@ class TextEncoder:
 
     def __init__(self, preprocessor, encoder, spec: EmbeddingSpec, runtime: RuntimeOptions, device: str):
         self._preprocessor = preprocessor
+        self.device = device
         self._spec = spec
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
         _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
@@ -165,13 +179,84 @@ class TextEncoder:
 
 @functools.lru_cache(maxsize=8)
 def text_encoder(preprocessor_handle: str, encoder_handle: str, spec: EmbeddingSpec,
-                 runtime: RuntimeOptions, encoder_class: type[TextEncoder] = TextEncoder) -> TextEncoder:
-    """One TextEncoder per process and configuration. Its graphs are traced and
+                 runtime: RuntimeOptions, encoder_class: type[TextEncoder] = TextEncoder,
+                 device: Optional[str] = None) -> TextEncoder:
+    """One TextEncoder per process, configuration and device. Its graphs are traced and
     optimized on their first call (about 0.35 s for MiniLM); cached, that happens once
     per process, and on the local runner the launcher's probe (``EmbedText.probe``)
     has already done it for the workers."""
-    return encoder_class(load_module(preprocessor_handle), load_encoder(encoder_handle),
-                         spec, runtime, encoder_device())
+    device = device or encoder_device()
+    return encoder_class(load_module(preprocessor_handle), load_encoder(encoder_handle, device),
+                         spec, runtime, device)
+
+
+class ServedEncoder:
+    """A TextEncoder as a shared copy serves it to the SDK processes' proxies.
+
+    A call's exception travels back pickled. TensorFlow's errors pickle with their
+    node definition and operation, which a graph error's are not always (an op
+    object); multiprocessing would then send an opaque ``RemoteError`` with a
+    traceback as text, and the caller could no longer tell an out-of-memory, which it
+    splits, from anything else. So a TensorFlow error is re-raised here as a fresh
+    error of the same class with the same message, and any other exception that
+    does not pickle as a RuntimeError naming its type.
+    """
+
+    def __init__(self, encoder: TextEncoder):
+        self._encoder = encoder
+
+    def embed(self, pieces: Sequence[Piece], seq_length: Optional[int] = None) -> np.ndarray:
+        try:
+            if seq_length is None:  # as the handler calls a model of its own
+                return self._encoder.embed(pieces)
+            return self._encoder.embed(pieces, seq_length)
+        except tf.errors.OpError as e:
+            raise portable_error(e) from None
+        except Exception as e:  # noqa: BLE001 - re-raised, in a form that crosses
+            try:
+                pickle.dumps(e)
+            except Exception:  # noqa: BLE001
+                raise RuntimeError(f"{type(e).__name__}: {e}") from None
+            raise
+
+
+def portable_error(error: tf.errors.OpError) -> tf.errors.OpError:
+    """``error``'s class and message without its node and op, so that it pickles."""
+    try:
+        return type(error)(None, None, error.message)
+    except TypeError:  # OpError itself also takes the error code
+        return tf.errors.OpError(None, None, error.message, error.error_code)
+
+
+def wire_pieces(pieces: Sequence[Piece]) -> list[Piece]:
+    """What a shared copy needs of each piece: token ids and length, not the ids,
+    sources or texts."""
+    return [p._replace(doc_id="", source="", text=None, text_pair=None, raw="") for p in pieces]
+
+
+def parse_model_copies(value) -> int | str:
+    """``auto`` or a whole number of copies, 0 or more; ValueError otherwise."""
+    if value in (None, MODEL_COPIES_AUTO):
+        return MODEL_COPIES_AUTO
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_MODEL_COPIES:
+        raise ValueError(f"--model_copies {value!r}: expected {MODEL_COPIES_AUTO}, 0 (one model "
+                         f"per SDK process) or a number of shared copies per machine, at most "
+                         f"{MAX_MODEL_COPIES}")
+    return int(text)
+
+
+enable_no_delay()  # for the proxies of shared copies (transforms/shared_transport.py)
+
+
+@functools.lru_cache(maxsize=None)
+def resolved_copies(model_copies) -> int:
+    """Shared copies per machine (0: one model per SDK process) for ``--model_copies``,
+    worked out where the model runs: ``auto`` means one per GPU this process sees, so
+    a launcher without a GPU does not decide for GPU workers."""
+    if model_copies in (None, MODEL_COPIES_AUTO):
+        return gpu_count()
+    return int(model_copies)
 
 
 @functools.cache
@@ -189,15 +274,39 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
 
     def __init__(self, preprocessor_handle: str, encoder_handle: str, spec: EmbeddingSpec,
                  runtime: RuntimeOptions = RuntimeOptions(),
-                 encoder_class: type[TextEncoder] = TextEncoder):
+                 encoder_class: type[TextEncoder] = TextEncoder,
+                 model_copies: int | str = MODEL_COPIES_AUTO):
         super().__init__()
         self._handles = (preprocessor_handle, encoder_handle)
         self._spec = spec
         self._runtime = runtime
         self._encoder_class = encoder_class
+        self._copies_option = model_copies
+        self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
+        # Names this job's device slots on each machine (transforms/placement.py);
+        # pickled with the handler, so all SDK processes of the job share it.
+        self._job_key = uuid.uuid4().hex
 
-    def load_model(self) -> TextEncoder:
-        model = text_encoder(*self._handles, self._spec, self._runtime, self._encoder_class)
+    def share_model_across_processes(self) -> bool:
+        return resolved_copies(self._copies_option) > 0
+
+    def model_copies(self) -> int:
+        return max(resolved_copies(self._copies_option), 1)
+
+    def local_model(self) -> TextEncoder:
+        """This process's own model (the launcher's probe uses it)."""
+        return self._text_encoder(device_for_slot(process_slot(self._job_key)))
+
+    def _text_encoder(self, device: str) -> TextEncoder:
+        return text_encoder(*self._handles, self._spec, self._runtime, self._encoder_class, device)
+
+    def load_model(self) -> TextEncoder | ServedEncoder:
+        """Per process: this process's model. Shared: one copy, on the device of the
+        next slot of this job on this machine, as the proxies will call it."""
+        if self.share_model_across_processes():
+            model = ServedEncoder(self._text_encoder(device_for_slot(claim_slot(self._job_key))))
+        else:
+            model = self.local_model()
         # The restored modules, TF and Beam are hundreds of thousands of long-lived
         # objects; every full collection walks them again (about 2% of a local run's
         # time). Freezing moves what exists now out of the collector's sight; at exit
@@ -216,9 +325,10 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
     def run_inference(self, batch: Sequence[Piece], model: TextEncoder, inference_args=None):
         return self._embed_or_split(list(batch), model)
 
-    def _embed_or_split(self, pieces: list[Piece], model: TextEncoder) -> list[Encoded]:
+    def _embed_or_split(self, pieces: list[Piece], model) -> list[Encoded]:
+        shared = not isinstance(model, TextEncoder)  # a proxy of a ServedEncoder
         try:
-            vectors = model.embed(pieces)
+            vectors = model.embed(wire_pieces(pieces) if shared else pieces)
         except tf.errors.ResourceExhaustedError as e:
             if len(pieces) == 1:
                 return [Encoded(pieces[0], None, f"out of memory even alone: {error_text(e)}")]
@@ -233,7 +343,8 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
         tokens = sum(p.n_tokens for p in pieces)
         PROGRESS.add(len(pieces), tokens)
         counters.counter(counters.TOKENS).inc(tokens)
-        counters.counter(counters.TOKENS_COMPUTED).inc(len(pieces) * model.padded_length(pieces))
+        counters.counter(counters.TOKENS_COMPUTED).inc(
+            len(pieces) * self._shape.padded_length(max(p.n_tokens for p in pieces)))
         # A NaN or infinite vector (float16 overflowing, say) is no embedding: written as
         # a row it would pass for one. It is an error of that piece alone.
         finite = np.isfinite(vectors).all(axis=1)

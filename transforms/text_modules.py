@@ -3,37 +3,47 @@
 A handle is a tfhub.dev / Kaggle URL or a local SavedModel directory, which
 ``hub.load`` reads itself, or a ``gs://`` SavedModel directory, which is first copied
 to local disk once per machine (transforms/module_cache.py). The encoder is placed on
-the first GPU when one is visible (with memory growth, so one process does not grab
-the whole device); the preprocessor's tokenizer ops only exist on the CPU and stay
-there.
+a device chosen by transforms/placement.py (the first GPU unless told otherwise; GPUs
+with memory growth, so one process does not grab the whole device); the
+preprocessor's tokenizer ops only exist on the CPU and stay there.
+
+Every real load (not a cache hit) leaves a marker file in ``$BEAM_EMBED_LOAD_MARKERS``
+when that variable names a directory: only tests set it, to count across processes
+how often a module was loaded on a machine.
 """
 from __future__ import annotations
 
 import functools
-import logging
-import threading
+import os
+import uuid
+from typing import Optional
 
 import tensorflow as tf
 
 from transforms.module_cache import local_module_dir
+from transforms.placement import device_for_slot
 
-_gpu_setup = threading.Lock()
-_gpu_configured = False
+LOAD_MARKERS_ENV = "BEAM_EMBED_LOAD_MARKERS"
 
 
 def encoder_device() -> str:
-    """'/GPU:0' when TensorFlow sees a GPU (memory growth switched on), else '/CPU:0'."""
-    global _gpu_configured
-    with _gpu_setup:
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus and not _gpu_configured:
-            for gpu in gpus:
-                try:
-                    tf.config.experimental.set_memory_growth(gpu, True)
-                except RuntimeError:  # already initialised by someone else: keep theirs
-                    logging.warning("could not enable memory growth on %s", gpu.name)
-            _gpu_configured = True
-        return "/GPU:0" if gpus else "/CPU:0"
+    """The first device an encoder goes on: '/GPU:0' when TensorFlow sees a GPU (memory
+    growth switched on), else '/CPU:0'."""
+    return device_for_slot(0)
+
+
+def _mark_load(kind: str, device: str) -> None:
+    directory = os.environ.get(LOAD_MARKERS_ENV)
+    if directory:
+        name = f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with open(os.path.join(directory, name), "w", encoding="ascii") as f:
+            f.write(device)
+
+
+def _hub_load(handle: str):
+    import tensorflow_hub as hub
+    import tensorflow_text  # noqa: F401  (registers the ops the preprocessor graph uses)
+    return hub.load(local_module_dir(handle))
 
 
 @functools.lru_cache(maxsize=8)
@@ -44,12 +54,23 @@ def load_module(handle: str):
     preprocessor, and on the local runner the workers reuse the modules the launcher
     already loaded to check the options. Restored modules are safe to call from
     several threads."""
-    import tensorflow_hub as hub
-    import tensorflow_text  # noqa: F401  (registers the ops the preprocessor graph uses)
-    return hub.load(local_module_dir(handle))
+    module = _hub_load(handle)
+    _mark_load("module", "/CPU:0")
+    return module
+
+
+def load_encoder(handle: str, device: Optional[str] = None):
+    """The encoder with its variables on ``device`` (default: ``encoder_device()``); one
+    per process and device, however the device was named."""
+    return _load_encoder_on(handle, device or encoder_device())
 
 
 @functools.lru_cache(maxsize=8)
-def load_encoder(handle: str):
-    with tf.device(encoder_device()):
-        return load_module.__wrapped__(handle)
+def _load_encoder_on(handle: str, device: str):
+    with tf.device(device):
+        module = _hub_load(handle)
+    _mark_load("encoder", device)
+    return module
+
+
+load_encoder.cache_clear = _load_encoder_on.cache_clear  # the tests empty the caches
