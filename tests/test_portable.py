@@ -24,6 +24,7 @@ import pytest
 
 from models.default_model import ensure_default_model
 from tests import portable_runner
+from transforms.text_modules import LOAD_MARKERS_ENV
 from tests.pipeline_helpers import copy_model, file_tree, read_dead_letters, read_parquet_rows, run_cli
 
 TEXTS = ["The weather is lovely today.", "Il fait beau aujourd'hui.", "今天天气很好。",
@@ -58,15 +59,21 @@ def test_cli_on_the_portable_runner_with_an_external_worker_pool(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
     logs = str(tmp_path / "logs")
+    markers = tmp_path / "load-markers"  # one file per real module load in the workers
+    markers.mkdir()
 
     reference, portable = str(tmp_path / "reference" / "emb"), str(tmp_path / "portable" / "emb")
     with portable_runner.job_service_and_worker_pool(
-            logs, worker_env={"BEAM_EMBED_CACHE": worker_cache}) as (jobs, workers), \
+            logs, worker_env={"BEAM_EMBED_CACHE": worker_cache,
+                              LOAD_MARKERS_ENV: str(markers)}) as (jobs, workers), \
             concurrent.futures.ThreadPoolExecutor(1) as client:
         # The client process starts up (TensorFlow, the probe) while this process
         # makes the reference run: on two cores that saves a good part of a minute.
         submitted = client.submit(
-            portable_runner.run_cli_portable, [f"--input={corpus}", f"--output={portable}", *OPTIONS],
+            portable_runner.run_cli_portable,
+            # One encoder copy per machine: the workers' calls go through Beam's
+            # multi_process_shared server, as on a Dataflow GPU worker.
+            [f"--input={corpus}", f"--output={portable}", *OPTIONS, "--model_copies=1"],
             jobs, workers, env={"BEAM_EMBED_CACHE": client_cache}, log_dir=logs)
         expected_summary = run_cli(f"--input={corpus}", f"--output={reference}", *OPTIONS)
         result = submitted.result()
@@ -95,6 +102,8 @@ def test_cli_on_the_portable_runner_with_an_external_worker_pool(tmp_path):
     assert max(row["n_chunks"] for row in got.values()) > 1
     assert ([(d["reason"], d["source"]) for d in read_dead_letters(f"{portable}-errors")]
             == [(d["reason"], d["source"]) for d in read_dead_letters(f"{reference}-errors")])
+    # The encoder was loaded once, by the workers (the client's probe leaves no marker).
+    assert len([n for n in os.listdir(markers) if n.startswith("encoder-")]) == 1, os.listdir(markers)
     # The workers found the model in their cache and wrote nothing there.
     assert file_tree(worker_cache) == worker_files
 
