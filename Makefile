@@ -52,10 +52,13 @@ image-test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider image
 
 # Speed against Beam's TF Hub path, sentence-transformers and the encoder alone.
-# Not a test: it prints ratios measured side by side and writes bench/results.{json,png}.
+# Not a test: it prints ratios measured side by side and writes bench/results.{json,png}
+# and bench/compact.json.
 bench: $(VENV)/.installed $(REF_VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench.run $(BENCH_ARGS)
+	# Compact vectors: bytes per row and recall@10 of int8 and binary against float32.
+	$(PY) -m bench.compact
 
 clean:
 	rm -rf $(VENV) $(REF_VENV) $(BQ_VENV) out build
