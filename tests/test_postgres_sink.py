@@ -164,6 +164,8 @@ def test_bad_destinations_fail_before_the_run(postgres_server, tiny_random_model
     fails_with(capsys, [*base, f"--output_table={postgres_server.url(table='emb')}",
                         f"--skip_existing={closed}"], "--skip_existing", "cannot connect")
     fails_with(capsys, [*base, "--output_format=none"], "--output_format none")
+    fails_with(capsys, [*base, f"--output_table={postgres_server.url(table='emb')}",
+                        "--embedding_dtype=int8"], "--embedding_dtype int8", "--output_table")
     with postgres_server.connect() as conn:  # nothing was created by the refused runs
         assert conn.execute("SELECT to_regclass('t'), to_regclass('emb_refused')").fetchone() == (None, None)
 
