@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
 from models.config import EncoderConfig, ModelConfigError
+from models.families import REGISTRY
 
 WEIGHTS_FILE = "model.safetensors"
 # What each model type's tokenizer needs, relative to the checkpoint directory.
-TOKENIZER_FILES = {
-    "bert": ("vocab.txt",),
-    "roberta": ("vocab.json", "merges.txt"),
-    "xlm-roberta": ("sentencepiece.bpe.model",),
-}
+TOKENIZER_FILES = {name: family.tokenizer_files for name, family in REGISTRY.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +49,5 @@ def read_checkpoint(directory: str) -> Checkpoint:
              "weights file (only safetensors checkpoints are supported)")
     files = {name: _require(os.path.join(directory, name), f"{config.model_type} tokenizer file")
              for name in TOKENIZER_FILES[config.model_type]}
-    return Checkpoint(directory, config, files, lower_case=_lower_case(directory, config))
-
-
-def _lower_case(directory: str, config: EncoderConfig) -> bool:
-    """BERT checkpoints say in tokenizer_config.json; HF's BertTokenizer defaults to True."""
-    if config.model_type != "bert":
-        return False
-    path = os.path.join(directory, "tokenizer_config.json")
-    if not os.path.isfile(path):
-        return True
-    with open(path, encoding="utf-8") as f:
-        return bool(json.load(f).get("do_lower_case", True))
+    lower_case = REGISTRY[config.model_type].lower_case(directory)
+    return Checkpoint(directory, config, files, lower_case=lower_case)

@@ -12,6 +12,7 @@ import os
 import sys
 
 from models.config import ModelConfigError
+from models.families import MODEL_TYPES, REGISTRY as FAMILIES
 
 
 def _print_dirs(dirs):
@@ -24,19 +25,18 @@ def _convert(args):
 
 
 def _random(args):
-    from models.checkpoint import TOKENIZER_FILES
     from models.config import EncoderConfig
     from models.convert import build_random_module
-    roberta_like = args.model_type != "bert"
+    family = FAMILIES[args.model_type]
     config = EncoderConfig(
         model_type=args.model_type, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
         num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads,
         intermediate_size=args.intermediate_size or 4 * args.hidden_size,
-        max_position_embeddings=args.max_position_embeddings + (2 if roberta_like else 0),
-        type_vocab_size=1 if roberta_like else 2,
-        layer_norm_eps=1e-5 if roberta_like else 1e-12, pad_token_id=1 if roberta_like else 0)
+        max_position_embeddings=args.max_position_embeddings + family.position_offset,
+        type_vocab_size=family.type_vocab_size, layer_norm_eps=family.layer_norm_eps,
+        pad_token_id=family.pad_token_id)
     files = {}
-    for name in TOKENIZER_FILES[args.model_type]:
+    for name in family.tokenizer_files:
         path = os.path.join(args.tokenizer_dir, name)
         if not os.path.isfile(path):
             raise ModelConfigError(f"{args.model_type} tokenizer file not found: {path}")
@@ -50,6 +50,12 @@ def _default(args):
     _print_dirs(ensure_default_model())
 
 
+def _tokenizer_dir_help() -> str:
+    """'folder with vocab.txt (bert), vocab.json+merges.txt (roberta) or ...'."""
+    each = [f"{'+'.join(f.tokenizer_files)} ({name})" for name, f in FAMILIES.items()]
+    return f"folder with {', '.join(each[:-1])} or {each[-1]}" if len(each) > 1 else f"folder with {each[0]}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="beam-embed-models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,10 +66,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=_convert)
     p = sub.add_parser("random", help="build a random-weight module pair")
     p.add_argument("output_dir")
-    p.add_argument("--model-type", required=True, choices=["bert", "roberta", "xlm-roberta"])
-    p.add_argument("--tokenizer-dir", required=True,
-                   help="folder with vocab.txt (bert), vocab.json+merges.txt (roberta) "
-                        "or sentencepiece.bpe.model (xlm-roberta)")
+    p.add_argument("--model-type", required=True, choices=MODEL_TYPES)
+    p.add_argument("--tokenizer-dir", required=True, help=_tokenizer_dir_help())
     p.add_argument("--vocab-size", type=int, required=True)
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--num-layers", type=int, default=2)

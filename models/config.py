@@ -5,7 +5,10 @@ import dataclasses
 import json
 import os
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+from models.families import MODEL_TYPES, REGISTRY
+
+# The model types a family module (models/families/) handles.
+SUPPORTED_MODEL_TYPES = MODEL_TYPES
 
 
 class ModelConfigError(ValueError):
@@ -43,7 +46,7 @@ class EncoderConfig:
     @property
     def uses_roberta_positions(self) -> bool:
         """RoBERTa/XLM-R number positions from padding_idx + 1 (fairseq's convention)."""
-        return self.model_type in ("roberta", "xlm-roberta")
+        return REGISTRY[self.model_type].positions_from_padding
 
     @property
     def head_size(self) -> int:

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from models.config import EncoderConfig, ModelConfigError
 from models.encoder import TransformerEncoder
-from models.packing import bert_style, roberta_style
+from models.families import REGISTRY as FAMILIES
 from models.preprocessor import TextPreprocessor
 
 MANIFEST = "beam_embed_model.json"
@@ -48,25 +48,11 @@ class ModuleDirs:
 
 def build_preprocessor(model_type: str, tokenizer_files: dict[str, str], lower_case: bool,
                        encoder_vocab_size: int | None = None) -> TextPreprocessor:
-    """The tokenizer family follows the model type: WordPiece, byte-level BPE or sentencepiece."""
-    if model_type == "bert":
-        from models.tokenizers.wordpiece import WordpieceTokenizer, read_vocab
-        vocab = read_vocab(tokenizer_files["vocab.txt"])
-        tokenizer = WordpieceTokenizer(tokenizer_files["vocab.txt"], lower_case=lower_case)
-        style, vocab_size = bert_style(vocab), len(vocab)
-    elif model_type == "roberta":
-        from models.tokenizers.byte_bpe import ByteLevelBpeTokenizer
-        with open(tokenizer_files["vocab.json"], encoding="utf-8") as f:
-            vocab = json.load(f)
-        tokenizer = ByteLevelBpeTokenizer(tokenizer_files["vocab.json"], tokenizer_files["merges.txt"])
-        style = roberta_style(vocab["<s>"], vocab["<pad>"], vocab["</s>"])
-        vocab_size = max(vocab.values()) + 1
-    elif model_type == "xlm-roberta":
-        from models.tokenizers.sentencepiece import SentencepieceTokenizer
-        tokenizer = SentencepieceTokenizer(tokenizer_files["sentencepiece.bpe.model"])
-        style, vocab_size = roberta_style(), tokenizer.vocab_size
-    else:
+    """The tokenizer follows the model type's family (models/families/): WordPiece,
+    byte-level BPE or sentencepiece."""
+    if model_type not in FAMILIES:
         raise ModelConfigError(f"model_type {model_type!r} has no tokenizer")
+    tokenizer, style, vocab_size = FAMILIES[model_type].build_tokenizer(tokenizer_files, lower_case)
     if encoder_vocab_size is not None and vocab_size > encoder_vocab_size:
         raise ModelConfigError(
             f"tokenizer vocabulary has {vocab_size} entries but config.json vocab_size "

@@ -22,8 +22,9 @@ from pipeline.prefix_lock import LockError, PrefixLock, lock_path
 from pipeline.presets import ModelHandles, resolve_model
 from pipeline.storage_access import check_gcs_access, gcs_paths
 from pipeline.summary import partial_summary_path, summary_path
-from transforms.constants import OUTPUT_FORMATS, POOLING_MODES, VERSION
+from transforms.constants import OUTPUT_FORMATS, VERSION
 from transforms.encode import EmbeddingSpec, RuntimeOptions
+from transforms.poolings import POOLING_MODES
 from transforms.read import check_pattern_matches, infer_input_format
 from transforms.shards import (absolute, example_shard, example_temp_file, prefix_problem,
                                shard_pattern, temp_dir_of)

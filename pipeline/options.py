@@ -13,10 +13,11 @@ import argparse
 from pipeline.presets import PRESET_NAMES
 from transforms.constants import (BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPUT_FORMAT,
                                   DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
-                                  MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS, POOLING_MODES,
+                                  MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS,
                                   PRECISIONS, VECTOR_TYPES, VERSION, EMBEDDING_DTYPES,
                                   CALIBRATION_SAMPLE, MODEL_COPIES_AUTO)
 from transforms.formats import INPUT_FORMATS
+from transforms.poolings import POOLING_MODES
 
 PROG = "beam-embed"
 USAGE = "beam-embed --input=GLOB | --bigquery_table=TABLE --output=PREFIX [options]"

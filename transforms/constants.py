@@ -3,14 +3,14 @@ defined here once.
 
 This module imports nothing: ``beam-embed --help`` builds its parser from these
 without importing Beam or TensorFlow (seconds each), and every other module, in
-pipeline/ and transforms/, imports them from here. The input formats are named by
-their registry, transforms/formats/__init__.py (light as well).
+pipeline/ and transforms/, imports them from here. The input formats and the pooling
+modes are named by their registries, transforms/formats/__init__.py and
+transforms/poolings/__init__.py (light as well).
 """
 
 VERSION = "0.1.0"
 
-POOLING_MODES = ("mean", "cls", "pooled_output", "max")
-DEFAULT_POOLING = "mean"
+DEFAULT_POOLING = "mean"  # one of transforms/poolings' POOLING_MODES (a test checks)
 PRECISIONS = ("float32", "bfloat16", "float16")
 DEFAULT_PRECISION = "float32"
 LONG_TEXT_POLICIES = ("truncate", "chunk", "reject")
