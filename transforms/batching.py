@@ -34,7 +34,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.constants import BATCH_TOKENS, MAX_BATCH_SIZE, MAX_SEQ_LENGTH
-from transforms.tokenize import Piece
+from transforms.records import Piece
 
 
 # Up to this length a batch is limited by its token budget; beyond, by its

@@ -41,7 +41,7 @@ from transforms.pooling import l2_normalize, pool
 from transforms.placement import claim_slot, device_for_slot, gpu_count, process_slot
 from transforms.text_modules import encoder_device, load_encoder, load_module
 from transforms.tf_errors import error_text
-from transforms.tokenize import Piece
+from transforms.records import Encoded, Piece
 
 NON_FINITE = "the encoder gave a NaN or infinite embedding"
 _INPUT = tf.TensorSpec([None, None], tf.int32)
@@ -67,12 +67,6 @@ class RuntimeOptions:
     """How it is computed; does not change the meaning of an embedding."""
     precision: str = DEFAULT_PRECISION
     jit_compile: bool = False
-
-
-class Encoded(NamedTuple):
-    piece: Piece
-    vector: Optional[np.ndarray]   # float32 [dim], None on error
-    error: Optional[str]
 
 
 BFLOAT16_CPU_FLAGS = ("avx512f", "avx_ne_convert")

@@ -1,4 +1,5 @@
-"""The records that travel through the pipeline: a Document to embed, or a DeadLetter.
+"""The stage types, in one place: a Document to embed or a DeadLetter; the stage tags
+and ReadResult; a tokenized Piece (one encoder input) and its Encoded result.
 
 Both are frozen dataclasses registered with Beam's RowCoder, so Beam encodes them
 field by field (compact, deterministic, usable as a GroupByKey value or key) rather
@@ -146,3 +147,26 @@ class ReadResult(NamedTuple):
     """
     documents: beam.PCollection  # of Document
     dead_letters: beam.PCollection  # of DeadLetter
+
+
+class Piece(NamedTuple):
+    """One encoder input: a document, or one window of a chunked document."""
+    doc_id: str
+    source: str
+    segments: tuple            # one or two tuples of token ids, trimmed to fit
+    n_tokens: int              # packed length including special tokens
+    truncated: bool
+    chunk_index: int
+    n_chunks: int
+    text: Optional[str]        # carried only with --keep_text
+    text_pair: Optional[str]
+    # The first KiB of the text (records.raw_prefix) for an inference_error dead
+    # letter; only on a document's first window, which a chunked document's dead
+    # letter is made from, so a long text is not carried once per window.
+    raw: str = ""
+
+
+class Encoded(NamedTuple):
+    piece: Piece
+    vector: Optional["numpy.ndarray"]   # float32 [dim], None on error
+    error: Optional[str]

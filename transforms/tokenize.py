@@ -16,7 +16,7 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
 from transforms.constants import LONG_TEXT_POLICIES, MAX_BATCH_SIZE
-from transforms.records import RAW_PREFIX_BYTES, DeadLetter, Document, raw_prefix
+from transforms.records import RAW_PREFIX_BYTES, DeadLetter, Document, Piece, raw_prefix
 from transforms.text_modules import load_module
 from transforms.tf_errors import error_text
 
@@ -24,23 +24,6 @@ from transforms.tf_errors import error_text
 # document is cut before tokenization. Every token covers at least one character,
 # and no tokenizer here needs more than this many characters of context per token.
 CHARS_PER_TOKEN_BOUND = 64
-
-
-class Piece(NamedTuple):
-    """One encoder input: a document, or one window of a chunked document."""
-    doc_id: str
-    source: str
-    segments: tuple            # one or two tuples of token ids, trimmed to fit
-    n_tokens: int              # packed length including special tokens
-    truncated: bool
-    chunk_index: int
-    n_chunks: int
-    text: Optional[str]        # carried only with --keep_text
-    text_pair: Optional[str]
-    # The first KiB of the text (records.raw_prefix) for an inference_error dead
-    # letter; only on a document's first window, which a chunked document's dead
-    # letter is made from, so a long text is not carried once per window.
-    raw: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
