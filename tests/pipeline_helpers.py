@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -132,3 +134,12 @@ def file_tree(root: str) -> list[tuple[str, int]]:
     """(relative path, mtime) of everything under ``root``: equal snapshots, nothing written."""
     return sorted((os.path.relpath(os.path.join(d, name), root), os.stat(os.path.join(d, name)).st_mtime_ns)
                   for d, dirs, files in os.walk(root) for name in dirs + files)
+
+
+def heavy_modules_loaded_by(modules: str, heavy=("apache_beam", "tensorflow", "pyarrow")) -> list[str]:
+    """Which of ``heavy`` a fresh interpreter has in sys.modules after importing
+    ``modules`` (comma-separated): light modules such as --help's must load none."""
+    probe = (f"import sys, {modules}; "
+             f"print(sorted(m for m in {tuple(heavy)!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().replace("'", '"'))

@@ -15,11 +15,10 @@ import pytest
 
 from tests.bigquery_emulator import PROJECT, Emulator, emulator_bin
 from tests.pipeline_helpers import (DirectEncoder, fails_with, module_args, read_parquet_rows,
-                                    run_cli, text_id, write_lines_corpus)
-from tests.test_postgres_sink import accounted, cosine_neighbours
+                                    run_cli, write_lines_corpus)
+from tests.test_postgres_sink import accounted, assert_table_holds_the_run, cosine_neighbours
 
 DATASET = "vectors"
-TOLERANCE = 2e-5
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +61,8 @@ def test_rows_equal_the_encoder_and_reruns_replace_them(emulator, tiny_random_mo
     parquet = read_parquet_rows(out)
 
     assert accounted(summary)
-    assert summary["embedded"] == summary["table_rows"] == len(rows) == len(lines)
-    assert set(rows) == {text_id(line) for line in lines} == set(parquet)
-    for line in lines:
-        row = rows[text_id(line)]
-        np.testing.assert_allclose(row["embedding"], direct.embed(line), atol=TOLERANCE)
-        np.testing.assert_array_equal(row["embedding"], parquet[text_id(line)]["embedding"])
-        assert (row["n_tokens"], row["truncated"], row["run"]) == (
-            parquet[text_id(line)]["n_tokens"], False, os.path.abspath(out))
+    assert_table_holds_the_run(summary, rows, parquet, lines, direct, out)
+    assert [row["truncated"] for row in rows.values()] == [False] * len(lines)
     client = emulator.client()
     description = json.loads(client.get_table(f"{PROJECT}.{DATASET}.emb").description)
     fingerprint, = {r["fingerprint"] for r in rows.values()}

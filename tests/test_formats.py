@@ -3,13 +3,12 @@ shared field rules; and the light modules --help builds on."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.pipeline_helpers import heavy_modules_loaded_by
 from transforms.formats import INPUT_FORMATS, REGISTRY, infer_input_format, input_format
 from transforms.formats.base import FileInput
 from transforms.records import DeadLetter, Document
@@ -70,11 +69,8 @@ def test_field_rules_serve_any_structured_row():
 
 
 def test_the_options_modules_import_neither_beam_nor_tensorflow():
-    probe = ("import sys; import pipeline.options, pipeline.main, transforms.constants, "
-             "transforms.formats; print(sorted(m for m in ('apache_beam', 'tensorflow', "
-             "'pyarrow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert heavy_modules_loaded_by(
+        "pipeline.options, pipeline.main, transforms.constants, transforms.formats") == []
 
 
 def test_the_options_name_the_file_sinks_the_sink_registry_holds():

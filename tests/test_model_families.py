@@ -2,12 +2,11 @@
 light enough for the config check and beam-embed-models' parser, and its facts the
 ones Hugging Face's configs carry."""
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 import models.families
+from tests.pipeline_helpers import heavy_modules_loaded_by
 from models.families import MODEL_TYPES, REGISTRY
 
 
@@ -20,10 +19,8 @@ def test_every_family_module_is_registered_under_its_model_type():
 
 
 def test_the_registry_and_its_users_do_not_import_tensorflow():
-    probe = ("import sys, models.families, models.config, models.checkpoint, models.cli; "
-             "print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert heavy_modules_loaded_by("models.families, models.config, models.checkpoint, models.cli",
+                                   ("tensorflow",)) == []
 
 
 def test_the_families_facts():

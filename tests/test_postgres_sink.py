@@ -39,6 +39,18 @@ def accounted(summary: dict) -> bool:
                                + summary["duplicates"] + summary["skipped_existing"])
 
 
+def assert_table_holds_the_run(summary, rows, parquet, lines, direct, out) -> None:
+    """The table's rows are the run's: one per line, equal to the encoder called
+    directly and to the same run's Parquet rows, tagged with the run."""
+    assert summary["embedded"] == summary["table_rows"] == len(rows) == len(lines)
+    assert set(rows) == {text_id(line) for line in lines} == set(parquet)
+    for line in lines:
+        row, stored = rows[text_id(line)], parquet[text_id(line)]
+        np.testing.assert_allclose(row["embedding"], direct.embed(line), atol=TOLERANCE)
+        np.testing.assert_array_equal(row["embedding"], stored["embedding"])
+        assert (row["n_tokens"], row["run"]) == (stored["n_tokens"], os.path.abspath(out))
+
+
 def cosine_neighbours(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
     normed = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
     return list(np.argsort(-(normed @ (query / np.linalg.norm(query))), kind="stable")[:k])
@@ -63,14 +75,7 @@ def test_rows_equal_the_encoder_and_reruns_replace_them(postgres_server, tiny_ra
     parquet = read_parquet_rows(out)
 
     assert accounted(summary) and summary["duplicates"] == 1
-    assert summary["embedded"] == summary["table_rows"] == len(rows) == len(lines)
-    assert set(rows) == {text_id(line) for line in lines} == set(parquet)
-    for line in lines:
-        row = rows[text_id(line)]
-        np.testing.assert_allclose(row["embedding"], direct.embed(line), atol=TOLERANCE)
-        np.testing.assert_array_equal(row["embedding"], parquet[text_id(line)]["embedding"])
-        assert row["n_tokens"] == parquet[text_id(line)]["n_tokens"]
-        assert row["run"] == os.path.abspath(out)
+    assert_table_holds_the_run(summary, rows, parquet, lines, direct, out)
     with postgres_server.connect() as conn:
         fingerprint, = {r["fingerprint"] for r in rows.values()}
         comment = conn.execute("SELECT obj_description('emb'::regclass, 'pg_class')").fetchone()[0]
