@@ -24,8 +24,8 @@ def peak_rss_bytes() -> int:
 
 
 def _read(corpus: str) -> list[str]:
-    with open(corpus, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    from bench.batch_plan import read_corpus  # stdlib at import, like this module
+    return read_corpus(corpus)
 
 
 def _load(preprocessor: str, encoder: str):
@@ -39,18 +39,13 @@ def ceiling(args) -> dict:
     packed beforehand (beam-embed's own batch plan and shapes), with the same mean
     pooling."""
     import tensorflow as tf
-    from transforms.batching import BatchShape, plan_batches
+    from bench.batch_plan import plan
     from transforms.pooling import pool
-    from transforms.tokenize import Piece
     preprocessor, encoder = _load(args.preprocessor, args.encoder)
     docs = _read(args.corpus)
-    ids = preprocessor.tokenize(tf.constant(docs))
-    budget = args.max_seq_length - 2
-    pieces = [Piece(str(i), "", (tuple(row[:budget]),), min(len(row), budget) + 2, False, 0, 1, None, None)
-              for i, row in enumerate(ids.to_list())]
-    shape = BatchShape(args.batch_tokens, args.max_batch_size, args.max_seq_length)
+    batches, shape = plan(preprocessor, docs, args.max_seq_length, args.batch_tokens, args.max_batch_size)
+    pieces = [p for batch in batches for p in batch]
     packed = []
-    batches, _ = plan_batches(pieces, shape)
     for batch in batches:
         segment = tf.ragged.constant([p.segments[0] for p in batch], dtype=tf.int32)
         length = shape.padded_length(max(p.n_tokens for p in batch))
