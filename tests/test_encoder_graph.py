@@ -1,0 +1,116 @@
+"""The encoder graph (converter revision 3: fused QKV, 2-D projections, fusable GELU)
+and the modules converted before it.
+
+tests/data/r2-bert-tiny/encoder is a revision-2 encoder (three Q/K/V projections on
+3-D activations), built at commit 40befdb by make_r2_module.py there; the same
+config, seed and vocabulary give this revision's module here. Existing users' modules
+must keep loading and give the same vectors, and the new graph must compute the
+same function.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+
+from tests.pipeline_helpers import read_parquet_rows, run_cli, write_lines_corpus
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+R2 = os.path.join(REPO, "tests", "data", "r2-bert-tiny")
+
+
+@pytest.fixture(scope="module")
+def r3_pair(tmp_path_factory):
+    """This revision's module pair from the revision-2 module's config, seed and vocabulary."""
+    from models.config import EncoderConfig
+    from models.convert import build_random_module
+    with open(os.path.join(R2, "beam_embed_model.json")) as f:
+        manifest = json.load(f)
+    config = EncoderConfig.from_dict(manifest["config"])
+    return build_random_module(config, {"vocab.txt": os.path.join(R2, "vocab.txt")},
+                               str(tmp_path_factory.mktemp("r3") / "bert"), lower_case=True, seed=7)
+
+
+def _inputs(batch: int, seq: int, vocab: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, seq + 1, size=batch)
+    lengths[0] = seq
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int32)
+    ids = np.where(mask == 1, rng.integers(5, vocab, size=(batch, seq)), 0).astype(np.int32)
+    types = np.where(np.arange(seq)[None, :] >= lengths[:, None] // 2, 1, 0).astype(np.int32) * mask
+    return {"input_word_ids": tf.constant(ids), "input_mask": tf.constant(mask),
+            "input_type_ids": tf.constant(types)}
+
+
+@pytest.mark.parametrize("batch,seq", [(1, 1), (1, 9), (5, 17), (3, 64)])
+def test_new_graph_computes_what_the_old_one_did(r3_pair, batch, seq):
+    old, new = hub.load(os.path.join(R2, "encoder")), hub.load(r3_pair.encoder)
+    inputs = _inputs(batch, seq, vocab=46, seed=batch * 100 + seq)
+    a, b = old(inputs), new(inputs)
+    assert sorted(a) == sorted(b) == ["encoder_outputs", "pooled_output", "sequence_output"]
+    for key in ("pooled_output", "sequence_output"):
+        assert a[key].shape == b[key].shape
+        np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), atol=1e-5, rtol=0)
+    assert len(a["encoder_outputs"]) == len(b["encoder_outputs"]) == 2
+    for x, y in zip(a["encoder_outputs"], b["encoder_outputs"]):
+        np.testing.assert_allclose(y.numpy(), x.numpy(), atol=1e-5, rtol=0)
+
+
+def test_an_old_module_still_embeds_and_agrees(r3_pair, tmp_path):
+    """A revision-2 encoder through the whole CLI: every document embedded, vectors
+    within 1e-5 of this revision's encoder on the same weights."""
+    corpus = tmp_path / "corpus.txt"
+    lines = write_lines_corpus(corpus, 40)
+    runs = {}
+    for name, encoder in (("old", os.path.join(R2, "encoder")), ("new", r3_pair.encoder)):
+        out = str(tmp_path / name / "emb")
+        summary = run_cli(f"--input={corpus}", f"--output={out}", f"--preprocessor={r3_pair.preprocessor}",
+                          f"--encoder={encoder}", "--max_seq_length=64")
+        assert (summary["read"], summary["embedded"], summary["dead_lettered"]) == (len(lines), len(lines), {})
+        runs[name] = read_parquet_rows(out)
+    assert runs["old"].keys() == runs["new"].keys()
+    worst = max(float(np.abs(runs["old"][i]["embedding"] - runs["new"][i]["embedding"]).max()) for i in runs["old"])
+    assert worst < 1e-5
+
+
+def _op_counts(encoder_dir: str) -> dict[str, int]:
+    """Op types in the encoder's traced __call__ and every function it calls."""
+    loaded = tf.saved_model.load(encoder_dir)
+    graph = loaded.__call__.concrete_functions[0].graph.as_graph_def()
+    counts: dict[str, int] = {}
+    for node in [*graph.node, *(n for f in graph.library.function for n in f.node_def)]:
+        counts[node.op] = counts.get(node.op, 0) + 1
+    return counts
+
+
+def test_every_projection_is_one_two_dimensional_matmul(r3_pair):
+    """What makes the new graph fast on CPUs (models/encoder.py): per block one fused
+    QKV, one attention output, one intermediate and one output MatMul on
+    [tokens, hidden], and only attention itself as batched products."""
+    layers = 2
+    new, old = _op_counts(r3_pair.encoder), _op_counts(os.path.join(R2, "encoder"))
+    assert new.get("MatMul", 0) == 4 * layers + 1          # + the pooler
+    assert new.get("BatchMatMulV2", 0) == 2 * layers       # scores and context
+    assert old.get("BatchMatMulV2", 0) == 8 * layers       # r2: six projections on 3-D activations
+
+
+@pytest.mark.parametrize("setting,expected", [(None, "1 True"), ("0", "0 False")])
+def test_onednn_is_on_unless_the_user_turned_it_off(setting, expected):
+    """transforms/cpu_kernels.py: TensorFlow leaves oneDNN off on CPUs without
+    AVX-512's extensions; importing beam-embed's transforms turns it on before
+    TensorFlow loads, and a user's TF_ENABLE_ONEDNN_OPTS=0 stands."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    probe = ("import os, transforms.encode\n"
+             "from tensorflow.python.util import _pywrap_util_port as port\n"
+             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], port.IsMklEnabled())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=REPO, env={**env, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.stdout.split("\n")[-2] == expected
