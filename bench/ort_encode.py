@@ -44,15 +44,19 @@ class PlanError(ValueError):
 
 
 def read_plan(path: str, n_docs: int) -> dict:
-    with open(path, encoding="utf-8") as f:
-        plan = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            plan = json.load(f)
+        batches = [(list(map(int, b["docs"])), int(b["length"])) for b in plan["batches"]]
+        plan["max_seq_length"] = int(plan["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PlanError(f"the plan {path} is not a batch plan (bench/batch_plan.py): {e}") from None
     if plan.get("docs") != n_docs:
         raise PlanError(f"the plan {path} is for {plan.get('docs')} documents, the corpus has {n_docs}")
-    seen = sorted(i for batch in plan["batches"] for i in batch["docs"])
-    if seen != list(range(n_docs)):
+    if sorted(i for docs, _ in batches for i in docs) != list(range(n_docs)):
         raise PlanError(f"the plan {path} does not hold every document of the corpus exactly once")
-    if any(batch["length"] < 1 for batch in plan["batches"]):
-        raise PlanError(f"the plan {path} has a batch with a length below 1")
+    if any(not docs or length < 1 for docs, length in batches):
+        raise PlanError(f"the plan {path} has an empty batch or a length below 1")
     return plan
 
 
@@ -132,8 +136,10 @@ def main(argv=None) -> None:
     parser.add_argument("--cache-dir", default=None,
                         help="where exports are cached (default $BEAM_EMBED_ONNX_CACHE or bench/.cache/onnx)")
     args = parser.parse_args(argv)
-    docs = read_corpus(args.corpus)
     try:
+        if not os.path.isfile(args.corpus):
+            raise PlanError(f"the corpus {args.corpus} does not exist")
+        docs = read_corpus(args.corpus)
         if not docs:
             raise PlanError(f"the corpus {args.corpus} has no non-empty line")
         plan = read_plan(args.plan, len(docs))

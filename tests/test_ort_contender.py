@@ -148,6 +148,8 @@ def test_xlmr_matches_automodel_and_the_cache_follows_the_weights(ort_python, sp
     (lambda plan: plan.update(docs=plan["docs"] + 1), "is for 14 documents, the corpus has 13"),
     (lambda plan: plan["batches"][0]["docs"].append(0), "exactly once"),
     (lambda plan: plan["batches"].pop(), "exactly once"),
+    (lambda plan: plan.pop("batches"), "is not a batch plan"),
+    (lambda plan: plan["batches"].append({"docs": [], "length": 8}), "an empty batch"),
 ])
 def test_a_plan_for_another_corpus_is_refused(ort_python, tmp_path, breakage, message):
     texts = _texts()
