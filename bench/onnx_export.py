@@ -19,6 +19,12 @@ Two graphs, both cached:
              (model_type "bert", which covers RoBERTa/XLM-R too): fused
              EmbedLayerNormalization, Attention, BiasGelu, SkipLayerNormalization.
              Same float32 arithmetic, no quantization, no GELU approximation.
+             Measured on MiniLM (400 documents, beam-embed's plan, the graphs'
+             batches interleaved in one process, 4 passes, 2 shared cores):
+             optimized 86.2 s, plain 86.9 s, the dynamo export 91.3 s; the same
+             embeddings to 1e-6. ORT_ENABLE_ALL alone leaves the plain graph's
+             attention unfused (~300 nodes against ~46), yet it is as fast on this
+             CPU at these lengths. The optimized graph is the default.
 
 Which exporter, and why the wrapper below:
   * The dynamo exporter (torch.onnx.export(dynamo=True), torch 2.13) gives a correct
