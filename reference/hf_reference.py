@@ -114,6 +114,22 @@ def cmd_sentence_embed(args):
     np.save(args.out, model.encode(texts, batch_size=32, convert_to_numpy=True))
 
 
+def cmd_mean_embed(args):
+    """AutoTokenizer + AutoModel + mean over the attention mask, each text alone (no
+    padding at all, so nothing here depends on how a contender pads)."""
+    from transformers import AutoModel, AutoTokenizer
+    with open(args.texts, encoding="utf-8") as f:
+        texts = json.load(f)
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    model = AutoModel.from_pretrained(args.checkpoint).eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            inputs = tokenizer(text, truncation=True, max_length=args.max_length, return_tensors="pt")
+            rows.append(model(**inputs).last_hidden_state[0].mean(0).numpy())
+    np.save(args.out, np.stack(rows).astype(np.float32))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +157,12 @@ def main():
     p.add_argument("--texts", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_sentence_embed)
+    p = sub.add_parser("mean-embed")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--texts", required=True)
+    p.add_argument("--max-length", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_mean_embed)
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.func(args)
