@@ -158,6 +158,14 @@ def bench_model(mset: ModelSet, reps: int, machine_flops: float):
     from bench.batch_plan import write_plan
     plan = write_plan(mset.dirs.preprocessor, mset.corpus, mset.plan, mset.max_seq_length, 8192, 256)
     print(f"  [{mset.label}] plan: {len(plan['batches'])} batches for {plan['docs']} documents", flush=True)
+    if "onnxruntime" in mset.contenders:
+        # Export (or find cached) outside the measured processes, so no rep's time or
+        # peak RSS includes it.
+        graph = subprocess.run([REF_PY, "bench/onnx_export.py", mset.checkpoint], cwd=ROOT,
+                               env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+        if graph.returncode:
+            raise RuntimeError(f"bench/onnx_export.py {mset.checkpoint} failed:\n{graph.stderr[-3000:]}")
+        print(f"  [{mset.label}] ONNX graph: {graph.stdout.strip()}", flush=True)
     runs = {name: [] for name in mset.contenders}
     for rep in range(reps):
         for name in mset.contenders:  # alternating, so drift hits every contender alike
@@ -183,6 +191,8 @@ def bench_model(mset: ModelSet, reps: int, machine_flops: float):
         if name in PLANNED:
             row["flops_per_second"] = model_flops / seconds
             row["model_flops_utilization"] = row["flops_per_second"] / machine_flops
+        if "widened_batches" in results[0]:  # onnxruntime: batches padded past the plan (HF's ids longer)
+            row["widened_batches"] = results[0]["widened_batches"]
         if name.startswith("beam_embed"):
             row["process_seconds_median"] = statistics.median(r["process_seconds"] for r in results)
         table[name] = row
