@@ -106,11 +106,11 @@ def _write_checkpoint(config, seed: int, directory: str) -> None:
 
 
 def ensure_large_model(layers: int = 24, hidden: int = 1024, heads: int = 16, intermediate: int = 4096,
-                       seed: int = 0):
+                       seed: int = 0, cache: str = CACHE):
     """``(checkpoint_dir, ModuleDirs, config dict)`` of the cached model, built if missing."""
     from models.convert import convert_checkpoint
     from models.export import ModuleDirs
-    root = os.path.join(CACHE, shape_key(layers, hidden, heads, intermediate, seed))
+    root = os.path.join(cache, shape_key(layers, hidden, heads, intermediate, seed))
     checkpoint, dirs = os.path.join(root, "checkpoint"), ModuleDirs(os.path.join(root, "module"))
     config = xlmr_config(layers, hidden, heads, intermediate)
     os.makedirs(root, exist_ok=True)
