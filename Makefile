@@ -53,7 +53,7 @@ image-test: $(VENV)/.installed
 
 # Speed against Beam's TF Hub path, sentence-transformers, onnxruntime, torch and the
 # encoder alone, on MiniLM, an XLM-R-base shape and an XLM-R-large shape (random weights,
-# built once into bench/.cache: ~4.5 GB of disk, ~5 GB of RAM while building). Not a test:
+# built once into bench/.cache with its ONNX export: ~8.5 GB of disk). Not a test:
 # it prints ratios and the issue-18 targets measured side by side and writes
 # bench/results.{json,png} and bench/compact.json. About 25 minutes on a 2-core machine
 # at full speed; smaller: BENCH_ARGS="--docs 1000 --reps 1 --large-docs 60" (see
