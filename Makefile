@@ -51,9 +51,13 @@ test: $(VENV)/.installed $(REF_VENV)/.installed $(BQ_VENV)/.installed
 image-test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider image
 
-# Speed against Beam's TF Hub path, sentence-transformers and the encoder alone.
-# Not a test: it prints ratios measured side by side and writes bench/results.{json,png}
-# and bench/compact.json.
+# Speed against Beam's TF Hub path, sentence-transformers, onnxruntime, torch and the
+# encoder alone, on MiniLM, an XLM-R-base shape and an XLM-R-large shape (random weights,
+# built once into bench/.cache with its ONNX export: ~8.5 GB of disk). Not a test:
+# it prints ratios and the issue-18 targets measured side by side and writes
+# bench/results.{json,png} and bench/compact.json. About 25 minutes on a 2-core machine
+# at full speed; smaller: BENCH_ARGS="--docs 1000 --reps 1 --large-docs 60" (see
+# `python -m bench.run --help`).
 bench: $(VENV)/.installed $(REF_VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench.run $(BENCH_ARGS)
