@@ -12,8 +12,6 @@ import os
 import sys
 import time
 
-from transforms import cpu_kernels  # noqa: F401  (the same TensorFlow kernels as beam-embed)
-
 
 def peak_rss_bytes() -> int:
     """This process's peak RSS since exec (VmHWM). Not ru_maxrss: Linux keeps that

@@ -10,7 +10,7 @@ memory are XLM-R large's.
 
     cache/<key>/checkpoint/  config.json, model.safetensors, sentencepiece.bpe.model,
                              and the HF fast tokenizer saved from it (tokenizer.json ...)
-    cache/<key>/module/      preprocessor/ + encoder/ (models.convert.convert_checkpoint)
+    cache/<key>/module-r<converter revision>/  preprocessor/ + encoder/ (models.convert.convert_checkpoint)
 
 Building takes minutes and about 5 GB of RAM at its peak, once: each directory is
 written under a temporary name and renamed into place, so an interrupted build is
@@ -111,7 +111,10 @@ def ensure_large_model(layers: int = 24, hidden: int = 1024, heads: int = 16, in
     from models.convert import convert_checkpoint
     from models.export import ModuleDirs
     root = os.path.join(cache, shape_key(layers, hidden, heads, intermediate, seed))
-    checkpoint, dirs = os.path.join(root, "checkpoint"), ModuleDirs(os.path.join(root, "module"))
+    from models.default_model import CONVERTER_REVISION
+    # The module is keyed by the converter revision too: a new encoder graph converts anew.
+    checkpoint = os.path.join(root, "checkpoint")
+    dirs = ModuleDirs(os.path.join(root, f"module-r{CONVERTER_REVISION}"))
     config = xlmr_config(layers, hidden, heads, intermediate)
     os.makedirs(root, exist_ok=True)
     if not os.path.isfile(os.path.join(checkpoint, "model.safetensors")):

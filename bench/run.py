@@ -94,7 +94,8 @@ def xlmr_shaped_model(layers: int):
     from bench.large_model import sentencepiece_model, xlmr_config
     from models.convert import build_random_module
     from models.export import ModuleDirs
-    dirs = ModuleDirs(os.path.join(CACHE, f"xlmr-base-shaped-L{layers}"))
+    from models.default_model import CONVERTER_REVISION  # a new encoder graph converts anew
+    dirs = ModuleDirs(os.path.join(CACHE, f"xlmr-base-shaped-L{layers}-r{CONVERTER_REVISION}"))
     if dirs.exists():
         return dirs, dirs.manifest["config"]
     config = xlmr_config(layers, hidden=768, heads=12, intermediate=3072)

@@ -5,4 +5,3 @@ an encoder takes ``{"input_word_ids", "input_mask", "input_type_ids"}`` and retu
 ``{"pooled_output", "sequence_output", "encoder_outputs"}``; a preprocessor is
 callable on strings and exposes ``tokenize`` and ``bert_pack_inputs``.
 """
-from transforms import cpu_kernels  # noqa: F401  (before any module here loads TensorFlow)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -98,19 +96,3 @@ def test_every_projection_is_one_two_dimensional_matmul(r3_pair):
     assert new.get("MatMul", 0) == 4 * layers + 1          # + the pooler
     assert new.get("BatchMatMulV2", 0) == 2 * layers       # scores and context
     assert old.get("BatchMatMulV2", 0) == 8 * layers       # r2: six projections on 3-D activations
-
-
-@pytest.mark.parametrize("setting,expected", [(None, "1 True"), ("0", "0 False")])
-def test_onednn_is_on_unless_the_user_turned_it_off(setting, expected):
-    """transforms/cpu_kernels.py: TensorFlow leaves oneDNN off on CPUs without
-    AVX-512's extensions; importing beam-embed's transforms turns it on before
-    TensorFlow loads, and a user's TF_ENABLE_ONEDNN_OPTS=0 stands."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    if setting is not None:
-        env["TF_ENABLE_ONEDNN_OPTS"] = setting
-    probe = ("import os, transforms.encode\n"
-             "from tensorflow.python.util import _pywrap_util_port as port\n"
-             "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], port.IsMklEnabled())")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={**env, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert out.stdout.split("\n")[-2] == expected
