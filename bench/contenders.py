@@ -40,8 +40,10 @@ def ceiling(args) -> dict:
     pooling."""
     import tensorflow as tf
     from bench.batch_plan import plan
+    from transforms.encode import encoder_call
     from transforms.pooling import pool
     preprocessor, encoder = _load(args.preprocessor, args.encoder)
+    encoder = encoder_call(encoder, args.precision, "/CPU:0")  # what beam-embed calls
     docs = _read(args.corpus)
     batches, shape = plan(preprocessor, docs, args.max_seq_length, args.batch_tokens, args.max_batch_size)
     pieces = [p for batch in batches for p in batch]

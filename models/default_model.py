@@ -31,8 +31,9 @@ from models.config import ModelConfigError
 from models.export import ModuleDirs
 
 NAME = "all-MiniLM-L6-v2"
-CONVERTER_REVISION = "3"  # bump when a change to models/ alters the converted output
+CONVERTER_REVISION = "4"  # bump when a change to models/ alters the converted output
 # r3: fused QKV and 2-D projections in the encoder graph (models/encoder.py)
+# r4: the encoder's onednn_call, its LayerNorms spelled for oneDNN's fused kernel
 SCHEME = "beam-embed:"
 PARTS = ("preprocessor", "encoder")
 _HANDLE = re.compile(rf"{re.escape(SCHEME)}(?P<model_id>(?P<name>[A-Za-z0-9._-]+?)"

@@ -1,5 +1,6 @@
-"""The encoder graph (converter revision 3: fused QKV, 2-D projections, fusable GELU)
-and the modules converted before it.
+"""The encoder graph (converter revision 3: fused QKV, 2-D projections, fusable GELU;
+revision 4: ``onednn_call``, LayerNorm spelled for oneDNN) and the modules converted
+before it.
 
 tests/data/r2-bert-tiny/encoder is a revision-2 encoder (three Q/K/V projections on
 3-D activations), built at commit 40befdb by make_r2_module.py there; the same
@@ -24,7 +25,7 @@ R2 = os.path.join(REPO, "tests", "data", "r2-bert-tiny")
 
 
 @pytest.fixture(scope="module")
-def r3_pair(tmp_path_factory):
+def current_pair(tmp_path_factory):
     """This revision's module pair from the revision-2 module's config, seed and vocabulary."""
     from models.config import EncoderConfig
     from models.convert import build_random_module
@@ -32,7 +33,7 @@ def r3_pair(tmp_path_factory):
         manifest = json.load(f)
     config = EncoderConfig.from_dict(manifest["config"])
     return build_random_module(config, {"vocab.txt": os.path.join(R2, "vocab.txt")},
-                               str(tmp_path_factory.mktemp("r3") / "bert"), lower_case=True, seed=7)
+                               str(tmp_path_factory.mktemp("current") / "bert"), lower_case=True, seed=7)
 
 
 def _inputs(batch: int, seq: int, vocab: int, seed: int = 0) -> dict:
@@ -47,8 +48,8 @@ def _inputs(batch: int, seq: int, vocab: int, seed: int = 0) -> dict:
 
 
 @pytest.mark.parametrize("batch,seq", [(1, 1), (1, 9), (5, 17), (3, 64)])
-def test_new_graph_computes_what_the_old_one_did(r3_pair, batch, seq):
-    old, new = hub.load(os.path.join(R2, "encoder")), hub.load(r3_pair.encoder)
+def test_new_graph_computes_what_the_old_one_did(current_pair, batch, seq):
+    old, new = hub.load(os.path.join(R2, "encoder")), hub.load(current_pair.encoder)
     inputs = _inputs(batch, seq, vocab=46, seed=batch * 100 + seq)
     a, b = old(inputs), new(inputs)
     assert sorted(a) == sorted(b) == ["encoder_outputs", "pooled_output", "sequence_output"]
@@ -60,15 +61,15 @@ def test_new_graph_computes_what_the_old_one_did(r3_pair, batch, seq):
         np.testing.assert_allclose(y.numpy(), x.numpy(), atol=1e-5, rtol=0)
 
 
-def test_an_old_module_still_embeds_and_agrees(r3_pair, tmp_path):
+def test_an_old_module_still_embeds_and_agrees(current_pair, tmp_path):
     """A revision-2 encoder through the whole CLI: every document embedded, vectors
     within 1e-5 of this revision's encoder on the same weights."""
     corpus = tmp_path / "corpus.txt"
     lines = write_lines_corpus(corpus, 40)
     runs = {}
-    for name, encoder in (("old", os.path.join(R2, "encoder")), ("new", r3_pair.encoder)):
+    for name, encoder in (("old", os.path.join(R2, "encoder")), ("new", current_pair.encoder)):
         out = str(tmp_path / name / "emb")
-        summary = run_cli(f"--input={corpus}", f"--output={out}", f"--preprocessor={r3_pair.preprocessor}",
+        summary = run_cli(f"--input={corpus}", f"--output={out}", f"--preprocessor={current_pair.preprocessor}",
                           f"--encoder={encoder}", "--max_seq_length=64")
         assert (summary["read"], summary["embedded"], summary["dead_lettered"]) == (len(lines), len(lines), {})
         runs[name] = read_parquet_rows(out)
@@ -77,22 +78,83 @@ def test_an_old_module_still_embeds_and_agrees(r3_pair, tmp_path):
     assert worst < 1e-5
 
 
-def _op_counts(encoder_dir: str) -> dict[str, int]:
-    """Op types in the encoder's traced __call__ and every function it calls."""
+def _op_counts(encoder_dir: str, entry: str = "__call__") -> dict[str, int]:
+    """Op types in one of the encoder's traced entry points and every function it calls."""
     loaded = tf.saved_model.load(encoder_dir)
-    graph = loaded.__call__.concrete_functions[0].graph.as_graph_def()
+    graph = getattr(loaded, entry).concrete_functions[0].graph.as_graph_def()
     counts: dict[str, int] = {}
     for node in [*graph.node, *(n for f in graph.library.function for n in f.node_def)]:
         counts[node.op] = counts.get(node.op, 0) + 1
     return counts
 
 
-def test_every_projection_is_one_two_dimensional_matmul(r3_pair):
+def test_every_projection_is_one_two_dimensional_matmul(current_pair):
     """What makes the new graph fast on CPUs (models/encoder.py): per block one fused
     QKV, one attention output, one intermediate and one output MatMul on
     [tokens, hidden], and only attention itself as batched products."""
     layers = 2
-    new, old = _op_counts(r3_pair.encoder), _op_counts(os.path.join(R2, "encoder"))
+    new, old = _op_counts(current_pair.encoder), _op_counts(os.path.join(R2, "encoder"))
     assert new.get("MatMul", 0) == 4 * layers + 1          # + the pooler
     assert new.get("BatchMatMulV2", 0) == 2 * layers       # scores and context
     assert old.get("BatchMatMulV2", 0) == 8 * layers       # r2: six projections on 3-D activations
+
+
+@pytest.mark.parametrize("batch,seq", [(1, 1), (5, 17), (3, 64)])
+def test_the_onednn_entry_point_computes_what_call_does(current_pair, batch, seq):
+    encoder = hub.load(current_pair.encoder)
+    inputs = _inputs(batch, seq, vocab=46, seed=batch + seq)
+    a, b = encoder(inputs), encoder.onednn_call(inputs)
+    for key in ("pooled_output", "sequence_output"):
+        np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), atol=1e-5, rtol=0)
+    for x, y in zip(a["encoder_outputs"], b["encoder_outputs"], strict=True):
+        np.testing.assert_allclose(y.numpy(), x.numpy(), atol=1e-5, rtol=0)
+
+
+def test_the_onednn_entry_point_spells_every_layer_norm_as_a_batch_norm(current_pair):
+    """The subgraph grappler's remapper turns into _MklLayerNorm; __call__ keeps the
+    plain spelling, which is faster without oneDNN."""
+    layers = 2
+    assert _op_counts(current_pair.encoder, "onednn_call").get("FusedBatchNormV3", 0) == 2 * layers + 1
+    assert _op_counts(current_pair.encoder).get("FusedBatchNormV3", 0) == 0
+
+
+def test_beam_embed_calls_the_onednn_entry_point_only_where_it_is_faster(current_pair, monkeypatch):
+    from transforms import encode
+    encoder, old = hub.load(current_pair.encoder), hub.load(os.path.join(R2, "encoder"))
+    monkeypatch.setattr(encode, "onednn_enabled", lambda: True)
+    assert encode.encoder_call(encoder, "float32", "/CPU:0") is encoder.onednn_call
+    assert encode.encoder_call(encoder, "bfloat16", "/CPU:0") is encoder   # mixed precision: as before
+    assert encode.encoder_call(encoder, "float32", "/GPU:0") is encoder
+    assert encode.encoder_call(old, "float32", "/CPU:0") is old            # an older or foreign module
+    monkeypatch.setattr(encode, "onednn_enabled", lambda: False)
+    assert encode.encoder_call(encoder, "float32", "/CPU:0") is encoder
+
+
+def _executed_op_types(function, inputs) -> set[str]:
+    """The kernels one call ran, as TensorFlow's profiler saw them (after grappler)."""
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    function(inputs)  # traced and optimized before the profiled call
+    logdir = tempfile.mkdtemp(prefix="encoder-profile-")
+    tf.profiler.experimental.start(logdir)
+    function(inputs)
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    [path] = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    return {plane.event_metadata[event.metadata_id].name.rsplit(":", 1)[-1]
+            for plane in space.planes for line in plane.lines if line.name.startswith("tf_Compute")
+            for event in line.events}
+
+
+def test_with_onednn_every_layer_norm_runs_as_one_kernel(current_pair):
+    """Guards the spelling against a TensorFlow whose remapper no longer matches it."""
+    from transforms.encode import onednn_enabled
+    if not onednn_enabled():
+        pytest.skip("TensorFlow runs without oneDNN on this CPU (no AVX-512, TF_ENABLE_ONEDNN_OPTS unset)")
+    encoder = hub.load(current_pair.encoder)
+    ops = _executed_op_types(encoder.onednn_call, _inputs(4, 16, vocab=46))
+    assert "_MklLayerNorm" in ops and "FusedBatchNormV3" not in ops, sorted(ops)

@@ -110,6 +110,30 @@ def _enable_mixed_precision(precision: str, on_gpu: bool):
     tf.config.optimizer.set_experimental_options({option: True})
 
 
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs oneDNN's CPU kernels: by default on
+    CPUs with AVX-512, or as TF_ENABLE_ONEDNN_OPTS says. TensorFlow has no public
+    call for it; its own port check is what the rewrite passes consult."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
+
+
+def encoder_call(encoder, precision: str, device: str):
+    """What to call the encoder through: its ``onednn_call`` (modules this project
+    converted, revision 4 on; models/encoder.py) where oneDNN runs the float32 graph
+    on the CPU, as its LayerNorms then fuse into one kernel each; its TF Hub
+    ``__call__`` otherwise: on a GPU, in mixed precision, without oneDNN (where that
+    spelling is slower) and for modules from other exporters."""
+    fused = getattr(encoder, "onednn_call", None)
+    if (fused is not None and precision == "float32" and not device.startswith("/GPU")
+            and onednn_enabled()):
+        return fused
+    return encoder
+
+
 class TextEncoder:
     """The loaded preprocessor (for packing) and encoder, with pooling fused in.
 
@@ -126,13 +150,14 @@ class TextEncoder:
         self._spec = spec
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
         _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
+        call = encoder_call(encoder, runtime.precision, device)
 
         # Pure TF ops, no Python control flow on tensors: autograph would only add tracing time.
         @tf.function(input_signature=[_INPUT, _INPUT, _INPUT], jit_compile=runtime.jit_compile,
                      autograph=False)
         def encode(word_ids, mask, type_ids):
             with tf.device(device):
-                outputs = encoder({"input_word_ids": word_ids, "input_mask": mask,
+                outputs = call({"input_word_ids": word_ids, "input_mask": mask,
                                    "input_type_ids": type_ids})
                 vectors = tf.cast(pool(outputs, mask, spec.pooling, spec.layer), tf.float32)
                 return l2_normalize(vectors) if spec.normalize else vectors
