@@ -41,8 +41,10 @@ demo: $(VENV)/.installed
 	$(PY) samples/nearest.py out/demo/embeddings samples/corpus.txt
 	$(PY) samples/plot.py out/demo/embeddings samples/corpus.txt
 
+# A pytest worker per core; a file's tests stay on one worker, so its module-scoped
+# fixtures (built models, servers) are built once.
 test: $(VENV)/.installed $(REF_VENV)/.installed $(BQ_VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 # The Dataflow image (Dockerfile) built on offline stand-ins of its base images and
 # run: the template launcher, and the image's Python as a portable run's SDK worker.

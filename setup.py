@@ -33,6 +33,7 @@ MATPLOTLIB = "matplotlib==3.11.2"
 EXTRAS = {
     "test": [
         "pytest==9.2.0",
+        "pytest-xdist==3.8.0",  # make test runs a worker per core (-n auto)
         "hypothesis==6.170.15",
         "duckdb==2.0.0",
         "pandas==3.1.1",

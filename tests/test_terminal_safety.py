@@ -82,7 +82,10 @@ def test_file_urls_are_refused_naming_the_local_path(capsys, tmp_path, option):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_mid_pipeline_exits_in_one_line(tmp_path, tiny_random_model, signum):
-    write_lines_corpus(tmp_path / "c.txt", 6000)
+    # Long enough to be mid-run a second after the runner starts on any machine: an
+    # AVX-512 machine embeds 6,000 of these in 2 s, and a signal that lands once
+    # main() has returned finds Python's default handler (a complete output, exit -2).
+    write_lines_corpus(tmp_path / "c.txt", 60000)
     out = f"{tmp_path}/out/emb"
     run = cli(f"--input={tmp_path / 'c.txt'}", f"--output={out}", *module_args(tiny_random_model))
     err = b""
@@ -92,7 +95,7 @@ def test_an_interrupt_mid_pipeline_exits_in_one_line(tmp_path, tiny_random_model
         assert run.poll() is None and time.monotonic() < deadline, err[-3000:]
         time.sleep(0.2)
         err += run.stderr.read() or b""
-    time.sleep(2)
+    time.sleep(1)
     before = len(err)
     run.send_signal(signum)
     os.set_blocking(run.stderr.fileno(), True)
