@@ -43,7 +43,7 @@ def ceiling(args) -> dict:
     from transforms.encode import encoder_call
     from transforms.pooling import pool
     preprocessor, encoder = _load(args.preprocessor, args.encoder)
-    encoder = encoder_call(encoder, args.precision, "/CPU:0")  # what beam-embed calls
+    call = encoder_call(encoder, args.precision, "/CPU:0")  # what beam-embed calls
     docs = _read(args.corpus)
     batches, shape = plan(preprocessor, docs, args.max_seq_length, args.batch_tokens, args.max_batch_size)
     pieces = [p for batch in batches for p in batch]
@@ -55,7 +55,7 @@ def ceiling(args) -> dict:
 
     @tf.function(input_signature=[{k: tf.TensorSpec([None, None], tf.int32) for k in packed[0]}])
     def embed(inputs):
-        return pool(encoder(inputs), inputs["input_mask"], "mean", None)
+        return pool(call(inputs), inputs["input_mask"], "mean", None)
 
     embed(packed[0])  # trace outside the timed loop, as beam-embed traces at load
     start = time.perf_counter()

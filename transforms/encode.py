@@ -126,7 +126,8 @@ def encoder_call(encoder, precision: str, device: str):
     converted, revision 4 on; models/encoder.py) where oneDNN runs the float32 graph
     on the CPU, as its LayerNorms then fuse into one kernel each; its TF Hub
     ``__call__`` otherwise: on a GPU, in mixed precision, without oneDNN (where that
-    spelling is slower) and for modules from other exporters."""
+    spelling is slower) and for modules from other exporters. The caller keeps the
+    module referenced: a restored function alone does not keep its variables alive."""
     fused = getattr(encoder, "onednn_call", None)
     if (fused is not None and precision == "float32" and not device.startswith("/GPU")
             and onednn_enabled()):
@@ -146,6 +147,7 @@ class TextEncoder:
 
     def __init__(self, preprocessor, encoder, spec: EmbeddingSpec, runtime: RuntimeOptions, device: str):
         self._preprocessor = preprocessor
+        self._encoder = encoder  # keeps its variables alive for encoder_call's function
         self.device = device
         self._spec = spec
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
