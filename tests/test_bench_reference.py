@@ -67,3 +67,18 @@ def test_torch_encode_refuses_a_plan_that_does_not_fit(tiny, ref_python, damage,
         json.dump(plan, f)
     done = torch_encode(ref_python, checkpoint, corpus, bad)
     assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+
+
+def test_the_ceiling_contender_embeds_every_document(tiny):
+    """bench.contenders' ceiling on the tiny module, through the entry point beam-embed
+    itself picks (transforms/encode.py: encoder_call, onednn_call where oneDNN runs)."""
+    import json
+    import sys
+    _, _, dirs, corpus, _ = tiny
+    done = subprocess.run([sys.executable, "-m", "bench.contenders", "ceiling", f"--corpus={corpus}",
+                           f"--preprocessor={dirs.preprocessor}", f"--encoder={dirs.encoder}",
+                           "--max_seq_length=512"],
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.splitlines()[-1].removeprefix("RESULT "))
+    assert result["docs"] == 40 and result["computed_tokens"] >= result["tokens"] > 0
