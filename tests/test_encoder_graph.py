@@ -122,12 +122,27 @@ def test_beam_embed_calls_the_onednn_entry_point_only_where_it_is_faster(current
     from transforms import encode
     encoder, old = hub.load(current_pair.encoder), hub.load(os.path.join(R2, "encoder"))
     monkeypatch.setattr(encode, "onednn_enabled", lambda: True)
-    assert encode.encoder_call(encoder, "float32", "/CPU:0") is encoder.onednn_call
-    assert encode.encoder_call(encoder, "bfloat16", "/CPU:0") is encoder   # mixed precision: as before
-    assert encode.encoder_call(encoder, "float32", "/GPU:0") is encoder
-    assert encode.encoder_call(old, "float32", "/CPU:0") is old            # an older or foreign module
+    assert encode.encoder_call(encoder, "float32", "/CPU:0").function is encoder.onednn_call
+    assert encode.encoder_call(encoder, "bfloat16", "/CPU:0").function is encoder  # mixed precision: as before
+    assert encode.encoder_call(encoder, "float32", "/GPU:0").function is encoder
+    assert encode.encoder_call(old, "float32", "/CPU:0").function is old           # an older or foreign module
     monkeypatch.setattr(encode, "onednn_enabled", lambda: False)
-    assert encode.encoder_call(encoder, "float32", "/CPU:0") is encoder
+    assert encode.encoder_call(encoder, "float32", "/CPU:0").function is encoder
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_an_entry_point_keeps_its_module_alive(current_pair, monkeypatch, onednn):
+    """Nobody else holds the loaded module: its variables must outlive it all the same
+    (a restored function alone does not keep them, and TF frees them on collection)."""
+    import gc
+    from transforms import encode
+    monkeypatch.setattr(encode, "onednn_enabled", lambda: onednn)
+    call = encode.encoder_call(hub.load(current_pair.encoder), "float32", "/CPU:0")
+    assert call.name == ("onednn_call" if onednn else "__call__")
+    gc.collect()
+    inputs = _inputs(2, 9, vocab=46, seed=3)
+    expected = hub.load(current_pair.encoder)(inputs)["pooled_output"].numpy()
+    np.testing.assert_allclose(call(inputs)["pooled_output"].numpy(), expected, atol=1e-5, rtol=0)
 
 
 def _executed_op_types(function, inputs) -> set[str]:

@@ -121,18 +121,31 @@ def onednn_enabled() -> bool:
         return False
 
 
-def encoder_call(encoder, precision: str, device: str):
+class EncoderEntryPoint:
+    """One entry point of a loaded encoder module, holding the module too: a restored
+    function alone does not keep the module's variables alive, and TensorFlow frees
+    them once the module is collected (the bench's ceiling once failed so)."""
+
+    def __init__(self, module, function, name: str):
+        self.module = module
+        self.function = function
+        self.name = name  # "onednn_call" or "__call__"
+
+    def __call__(self, inputs):
+        return self.function(inputs)
+
+
+def encoder_call(encoder, precision: str, device: str) -> EncoderEntryPoint:
     """What to call the encoder through: its ``onednn_call`` (modules this project
     converted, revision 4 on; models/encoder.py) where oneDNN runs the float32 graph
     on the CPU, as its LayerNorms then fuse into one kernel each; its TF Hub
     ``__call__`` otherwise: on a GPU, in mixed precision, without oneDNN (where that
-    spelling is slower) and for modules from other exporters. The caller keeps the
-    module referenced: a restored function alone does not keep its variables alive."""
+    spelling is slower) and for modules from other exporters."""
     fused = getattr(encoder, "onednn_call", None)
     if (fused is not None and precision == "float32" and not device.startswith("/GPU")
             and onednn_enabled()):
-        return fused
-    return encoder
+        return EncoderEntryPoint(encoder, fused, "onednn_call")
+    return EncoderEntryPoint(encoder, encoder, "__call__")
 
 
 class TextEncoder:
@@ -147,7 +160,6 @@ class TextEncoder:
 
     def __init__(self, preprocessor, encoder, spec: EmbeddingSpec, runtime: RuntimeOptions, device: str):
         self._preprocessor = preprocessor
-        self._encoder = encoder  # keeps its variables alive for encoder_call's function
         self.device = device
         self._spec = spec
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
