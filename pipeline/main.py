@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from pipeline.logs import configure_logging, printable, without_native_preamble
 from pipeline.options import declare_cli, help_parser, version_line
@@ -68,7 +69,7 @@ def main(argv=None, wait: bool = True) -> int:
     configure_logging(argv, cli.log_level)
     with _interrupts() as interrupted:
         try:
-            return _main(argv, wait, cli)
+            return _main(argv, wait, cli, interrupted)
         except BaseException as e:  # Beam wraps an interrupt in a bundle as a RuntimeError
             if not interrupted or isinstance(e, SystemExit):
                 raise
@@ -77,7 +78,7 @@ def main(argv=None, wait: bool = True) -> int:
             return 128 + interrupted[0]
 
 
-def _main(argv: list[str], wait: bool, cli: argparse.Namespace) -> int:
+def _main(argv: list[str], wait: bool, cli: argparse.Namespace, interrupted: list) -> int:
     # Imported here, under the signal handlers: importing Beam and TensorFlow takes
     # seconds. Flags are checked with Beam's options alone, before TensorFlow loads.
     from pipeline.flags import FlagError, check_flags
@@ -114,6 +115,19 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace) -> int:
     except LockError as e:  # another run took the prefix since resolve() looked, or
         print(f"beam-embed: error: {e}", file=sys.stderr)  # took it over mid-run (lost)
         return 1 if isinstance(e, LockLost) else 2
+    except Exception as e:  # the job failed: a full disk, a table that refused rows...
+        # Beam re-raises an interrupted bundle as a RuntimeError; a launcher's failed
+        # submission keeps its traceback, which is all a Flex Template's log shows.
+        if interrupted or not wait:
+            raise
+        if cli.log_level is not None:
+            traceback.print_exc()
+        print(f"beam-embed: error: the run failed: {printable(failure_cause(e))}; "
+              f"{config.options.output} has no -summary.json, so it holds no complete output "
+              f"(re-running the command clears what this run left"
+              f"{'' if cli.log_level is not None else '; -v shows the traceback'})",
+              file=sys.stderr)
+        return 1
     o = config.options
     for line in console.summary_lines(summary, o.output, o.output_format, config.dead_letter,
                                       summary_path(o.output)):
@@ -121,6 +135,20 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace) -> int:
     if cli.json:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def failure_cause(error: BaseException, limit: int = 600) -> str:
+    """One line for what made a run fail. Beam wraps a worker's exception in a
+    RuntimeError whose message is the worker's traceback text, ending in the
+    original ``Type: message [while running 'Step']``: that last line is the cause."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    name = type(error).__name__
+    if name == "RuntimeError" and last.split(" ", 1)[0].endswith(":"):  # already "Type: ..."
+        cause = last
+    else:
+        cause = f"{name}: {last}" if last else name
+    return cause if len(cause) <= limit else cause[:limit - 3] + "..."
 
 
 def _cli_flags() -> list[str]:

@@ -277,7 +277,7 @@ def test_a_run_that_loses_the_race_after_its_checks_exits_2(capsys, scratch, tin
 
 
 def test_the_locks_are_released_after_success_and_after_a_failure(scratch, tiny_random_model,
-                                                                  monkeypatch):
+                                                                  monkeypatch, capsys):
     run_cli("--input=in.txt", "--output=o/emb", *module_args(tiny_random_model))
     assert sorted(os.listdir(scratch / "o")) == ["emb-00000-of-00001.parquet",
                                                  "emb-errors-00000-of-00001.jsonl",
@@ -287,9 +287,10 @@ def test_the_locks_are_released_after_success_and_after_a_failure(scratch, tiny_
     def fail(*args):
         raise RuntimeError("the pipeline failed")
     monkeypatch.setattr(run, "clear_previous_run", fail)
-    with pytest.raises(RuntimeError, match="the pipeline failed"):
-        main.main(["--input=in.txt", "--output=o/emb", *module_args(tiny_random_model),
-                   "--runner=FnApiRunner"])
+    capsys.readouterr()
+    assert main.main(["--input=in.txt", "--output=o/emb", *module_args(tiny_random_model),
+                      "--runner=FnApiRunner"]) == 1
+    assert "the run failed: RuntimeError: the pipeline failed" in capsys.readouterr().err
     assert not [n for n in os.listdir(scratch / "o") if n.endswith(".lock")]
 
 
