@@ -122,11 +122,9 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace, interrupted: lis
             raise
         if cli.log_level is not None:
             traceback.print_exc()
+        hint = "" if cli.log_level is not None else "; -v shows the traceback"
         print(f"beam-embed: error: the run failed: {printable(failure_cause(e))}; "
-              f"{config.options.output} has no -summary.json, so it holds no complete output "
-              f"(re-running the command clears what this run left"
-              f"{'' if cli.log_level is not None else '; -v shows the traceback'})",
-              file=sys.stderr)
+              f"{_what_the_prefix_holds(summary_path(config.options.output))}{hint}", file=sys.stderr)
         return 1
     o = config.options
     for line in console.summary_lines(summary, o.output, o.output_format, config.dead_letter,
@@ -135,6 +133,22 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace, interrupted: lis
     if cli.json:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _what_the_prefix_holds(summary: str) -> str:
+    """After a failed run. A run deletes the prefix's summary before anything else
+    and writes it last, whole or not at all (pipeline/summary.py), so its presence
+    tells: an earlier run's output, untouched (the run failed before clearing), or
+    this run's, complete (it failed after)."""
+    from apache_beam.io.filesystems import FileSystems
+    try:
+        present = FileSystems.exists(summary)
+    except Exception:  # an unreachable store: say what is sure
+        present = False
+    if present:
+        return f"{summary} is in place, so the output it describes is complete"
+    return (f"there is no {summary}, so the prefix holds no complete output "
+            "(re-running the command clears what this run left)")
 
 
 def failure_cause(error: BaseException, limit: int = 600) -> str:

@@ -259,7 +259,7 @@ def test_server_restarted_mid_run_is_retried(postgres_server, tiny_random_model,
 
 
 def test_server_gone_mid_run_fails_without_a_summary(postgres_server, tiny_random_model, tmp_path,
-                                                     monkeypatch):
+                                                     monkeypatch, capsys):
     monkeypatch.setenv("BEAM_EMBED_PG_RETRY_SECONDS", "2")
     url = postgres_server.url(table="gone")
     with slow_staging(postgres_server):
@@ -271,8 +271,14 @@ def test_server_gone_mid_run_fails_without_a_summary(postgres_server, tiny_rando
         cli.join(timeout=300)
     finally:
         postgres_server.start()
-    assert cli.code is None and cli.error is not None
-    assert "--output_table" in str(cli.error) and "attempts" in str(cli.error), cli.error
+    # One line naming the cause, exit 1: not the traceback of a bundle.
+    assert cli.error is None and cli.code == 1, cli.error
+    err = capsys.readouterr().err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith("beam-embed: error: the run failed: "), err[-3000:]
+    assert "--output_table" in last and "attempts" in last, last
+    assert f"there is no {tmp_path / 'emb'}-summary.json" in last, last
+    assert "Traceback" not in err, err[-3000:]
     assert not os.path.exists(tmp_path / "emb-summary.json")
     with postgres_server.connect() as conn:  # the table holds nothing of the failed run
         assert conn.execute("SELECT count(*) FROM gone").fetchone()[0] == 0

@@ -290,7 +290,11 @@ def test_the_locks_are_released_after_success_and_after_a_failure(scratch, tiny_
     capsys.readouterr()
     assert main.main(["--input=in.txt", "--output=o/emb", *module_args(tiny_random_model),
                       "--runner=FnApiRunner"]) == 1
-    assert "the run failed: RuntimeError: the pipeline failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the run failed: RuntimeError: the pipeline failed" in err
+    # It failed before clearing anything: the earlier run's output stands, and says so.
+    assert "o/emb-summary.json is in place, so the output it describes is complete" in err
+    assert os.path.exists(scratch / "o" / "emb-summary.json")
     assert not [n for n in os.listdir(scratch / "o") if n.endswith(".lock")]
 
 

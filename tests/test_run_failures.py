@@ -52,7 +52,7 @@ def test_a_full_disk_fails_in_one_line_and_a_rerun_after_it_completes(tiny_rando
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("beam-embed: error: the run failed: "), err[-3000:]
     assert "No space left on device" in last and "-v shows the traceback" in last, last
-    assert f"{output} has no -summary.json" in last, last
+    assert f"there is no {output}-summary.json, so the prefix holds no complete output" in last, last
     assert not os.path.exists(f"{output}-summary.json")
 
     small_disk.grow()
