@@ -120,9 +120,10 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace, interrupted: lis
         # submission keeps its traceback, which is all a Flex Template's log shows.
         if interrupted or not wait:
             raise
-        if cli.log_level is not None:
+        verbose = cli.log_level is not None
+        if verbose:
             traceback.print_exc()
-        hint = "" if cli.log_level is not None else "; -v shows the traceback"
+        hint = "" if verbose else "; -v shows the traceback"
         print(f"beam-embed: error: the run failed: {printable(failure_cause(e))}; "
               f"{_what_the_prefix_holds(summary_path(config.options.output))}{hint}", file=sys.stderr)
         return 1
@@ -143,8 +144,8 @@ def _what_the_prefix_holds(summary: str) -> str:
     from apache_beam.io.filesystems import FileSystems
     try:
         present = FileSystems.exists(summary)
-    except Exception:  # an unreachable store: say what is sure
-        present = False
+    except Exception:  # an unreachable store: reported as no summary, since a prefix
+        present = False  # whose summary cannot be read is not known to be complete
     if present:
         return f"{summary} is in place, so the output it describes is complete"
     return (f"there is no {summary}, so the prefix holds no complete output "
