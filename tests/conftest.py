@@ -15,7 +15,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest
+import models  # noqa: E402,F401  (before any test module imports TensorFlow: its CPU kernels as beam-embed picks them)
+import pytest  # noqa: E402
 
 from tests import reference
 
