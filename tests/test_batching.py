@@ -101,3 +101,31 @@ def test_long_classes_are_limited_by_attention_memory():
     assert [shape.batch_size(n) for n in (16, 32, 64, 128, 256, 512)] == [256, 256, 128, 64, 16, 4]
     widths = {shape.padded_length(n) for n in range(1, 513)}
     assert max(shape.batch_size(w) * w * w for w in widths) <= 8192 * 128
+
+
+def _pieces(n, n_tokens):
+    return [Piece(f"d{i}", "s", (tuple(range(n_tokens - 2)),), n_tokens, False, 0, 1, None, None)
+            for i in range(n)]
+
+
+def test_fill_to_shape_tops_a_partial_batch_up_to_1024_tokens():
+    from transforms.batching import FILLER_INDEX, fill_to_shape
+    shape = BatchShape()  # 8,192 tokens, 256 pieces
+    for n_tokens, k, want in [(64, 3, 16), (64, 15, 16), (64, 16, 16), (64, 40, 40), (10, 1, 103),
+                              (4, 5, 256), (512, 1, 2), (512, 3, 3), (130, 2, 8)]:
+        batch = _pieces(k, n_tokens)
+        filled = fill_to_shape(batch, shape)
+        assert len(filled) == want, (n_tokens, k)
+        assert filled[:k] == batch  # the real pieces first, unchanged
+        assert all(p.chunk_index == FILLER_INDEX and p.doc_id == batch[-1].doc_id and p.text is None
+                   for p in filled[k:])
+        # never past the class's full batch, so within the token and attention budgets
+        assert len(filled) <= max(k, shape.batch_size(shape.padded_length(n_tokens)))
+
+
+def test_fill_to_shape_keeps_two_rows_where_a_full_batch_is_small():
+    from transforms.batching import fill_to_shape
+    shape = BatchShape(batch_tokens=256, max_batch_size=8)
+    assert len(fill_to_shape(_pieces(1, 100), shape)) == 2   # class 104: full batch 2
+    assert len(fill_to_shape(_pieces(1, 200), shape)) == 1   # class 208: a piece goes alone
+    assert len(fill_to_shape(_pieces(1, 20), shape)) == 8    # 1,024 tokens would be 52: capped at 8

@@ -267,3 +267,34 @@ def test_calibration_file_round_trips_and_refuses_edits():
     # Another embedding, same ranges: another digest (so another fingerprint).
     import dataclasses
     assert dataclasses.replace(calibration, embedding="xyz").digest != calibration.digest
+
+
+@pytest.mark.skipif(not __import__("transforms.encode").encode.onednn_enabled(),
+                    reason="the 1,024-token rule is oneDNN's (Eigen's kernels vary by row)")
+def test_a_filled_partial_batch_gives_a_full_batchs_bits():
+    """Quantized runs top partial batches up (transforms/batching.py: fill_to_shape),
+    so a piece's vector has the same bits whether its bundle left it in a partial
+    batch or in a full one; on MiniLM with oneDNN a batch under 1,024 padded tokens
+    gave other bits in every row (the tiny test model does not show it)."""
+    import random
+
+    from models.default_model import ensure_default_model
+    from transforms.batching import FILLER_INDEX, BatchShape, fill_to_shape
+    from transforms.encode import EmbeddingSpec, RuntimeOptions, text_encoder
+    from transforms.records import Piece
+    dirs = ensure_default_model()
+    encoder = text_encoder(str(dirs.preprocessor), str(dirs.encoder), EmbeddingSpec(), RuntimeOptions(),
+                           device="/CPU:0")
+    shape = BatchShape()
+    rng = random.Random(0)
+    for n_tokens in (20, 64, 130):
+        pieces = [Piece(f"d{i}", "s", (tuple(rng.randrange(1000, 30000) for _ in range(n_tokens - 2)),),
+                        n_tokens, False, 0, 1, None, None) for i in range(256)]
+        length = shape.padded_length(n_tokens)
+        full = pieces[:shape.batch_size(length)]
+        want = encoder.embed(full)
+        for k in (1, 3, 7):
+            filled = fill_to_shape(full[:k], shape)
+            assert len(filled) * length >= 1024 and all(p.chunk_index == FILLER_INDEX for p in filled[k:])
+            got = encoder.embed(filled)[:k]
+            assert np.array_equal(got, want[:k]), (n_tokens, k, float(np.abs(got - want[:k]).max()))

@@ -148,28 +148,33 @@ class BatchByLength(beam.PTransform):
 
 
 # A filler piece's chunk_index: a copy of a real piece that only keeps its batch off
-# the one-row kernels; its vector is dropped after encoding (see fill_to_shape).
+# the small-batch kernels; its vector is dropped after encoding (see fill_to_shape).
 FILLER_INDEX = -1
-# Batches of fewer pieces than this are topped up with fillers.
+# Batches of fewer pieces than this, or fewer padded tokens, are topped up with fillers.
 MIN_BATCH_ROWS = 2
+MIN_BATCH_TOKENS = 1024
 
 
 def fill_to_shape(batch: list[Piece], shape: BatchShape) -> list[Piece]:
-    """A batch of one piece, topped up to MIN_BATCH_ROWS with a copy of it (marked
-    FILLER_INDEX), for quantized output.
+    """A partial batch topped up with copies of its last piece (marked FILLER_INDEX) to
+    at least MIN_BATCH_ROWS pieces and MIN_BATCH_TOKENS padded tokens, never past its
+    class's full batch: for quantized output, whose bits must not depend on where
+    the runner cut bundles.
 
-    TF's CPU kernels take another path for a single row: the same piece, padded to
-    the same length, came out ~1e-7 different alone than in a batch of 2 to 256
-    (measured on MiniLM and the tiny test model at lengths 8-144: batch sizes 2 and
-    up all gave the full batch's bits, 1 did not). Which pieces end up alone at the
-    end of a bundle depends on how the runner cut bundles, and with two workers one
-    int8 value in 1,200 fell in the next bucket. Padding every partial batch to
-    its class's full shape also worked, but cost many times the corpus's compute
-    when bundles are small (a 1,000-document run went from seconds to minutes).
-    ``shape`` is unused today; it is where a runner whose kernels vary more would
-    get its full batch size."""
-    del shape
-    if len(batch) >= MIN_BATCH_ROWS:
+    TF's CPU kernels take other paths for small products, and a row's float bits
+    change with them. Eigen's: a single row came out ~1e-7 different alone than in
+    a batch (MiniLM and the tiny test model, lengths 8-144); with two workers one
+    int8 value in 1,200 fell in another bucket. oneDNN's (models/cpu_kernels.py):
+    on MiniLM at lengths 16-128 every row of a batch under 1,024 padded tokens
+    differed from the same row in a full batch, and every row from 1,024 tokens on
+    was bitwise equal (a 2-core AMD EPYC with AVX2). Which pieces end up in a
+    partial batch depends on the bundles. Padding every partial batch to its
+    class's full shape also worked, but cost many times the corpus's compute when
+    bundles are small (a 1,000-document run went from seconds to minutes); 1,024
+    tokens is an eighth of a full batch."""
+    length = shape.padded_length(max(p.n_tokens for p in batch))
+    wanted = min(max(MIN_BATCH_ROWS, -(-MIN_BATCH_TOKENS // length)), shape.batch_size(length))
+    if len(batch) >= wanted:
         return batch
     filler = batch[-1]._replace(chunk_index=FILLER_INDEX, text=None, text_pair=None, raw="")
-    return list(batch) + [filler] * (MIN_BATCH_ROWS - len(batch))
+    return list(batch) + [filler] * (wanted - len(batch))

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
+from models.cpu_kernels import cpu_flags
 from transforms import counters
 from transforms.batching import BatchShape
 from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_MODEL_COPIES,
@@ -80,25 +81,22 @@ def cpu_runs_bfloat16() -> bool:
     (IsBF16SupportedByOneDNNOnThisCPU) requires AVX-512 or AVX-NE-CONVERT and otherwise
     skips the rewrite without a word, so the run would silently stay float32. Read
     from /proc/cpuinfo; where there is none, assume it does."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = {flag for line in f if line.startswith("flags") for flag in line.split()}
-    except OSError:
-        return True
-    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+    flags = cpu_flags()
+    return not flags or any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
 
 
-def _enable_mixed_precision(precision: str, on_gpu: bool):
+def _enable_mixed_precision(precision: str, on_gpu: bool) -> str:
     """Grappler's automatic mixed precision rewrites the restored float32 graph:
-    float16 on GPUs, bfloat16 through oneDNN on CPUs (AVX512-BF16/AMX)."""
+    float16 on GPUs, bfloat16 through oneDNN on CPUs (AVX512-BF16/AMX). Returns the
+    precision the encoder then runs in: float32 where the CPU cannot do bfloat16."""
     if precision == "float32":
-        return
+        return precision
     option = "auto_mixed_precision" if on_gpu else "auto_mixed_precision_onednn_bfloat16"
     if precision == "float16" and not on_gpu:
         logging.warning("--precision float16 needs a GPU; using bfloat16 on the CPU")
     if not on_gpu and not cpu_runs_bfloat16():
         logging.warning(NO_BFLOAT16_CPU)
-        return
+        return "float32"
     if not on_gpu:
         # The oneDNN rewrite also moves element-wise ops (GELU's Erfc, the adds and
         # multiplies, LayerNorm's) to bfloat16, where they run in Eigen, converting
@@ -108,6 +106,7 @@ def _enable_mixed_precision(precision: str, on_gpu: bool):
         os.environ.setdefault("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_REMOVE",
                               ",".join(_FLOAT32_ELEMENTWISE_OPS))
     tf.config.optimizer.set_experimental_options({option: True})
+    return precision
 
 
 def onednn_enabled() -> bool:
@@ -163,8 +162,9 @@ class TextEncoder:
         self.device = device
         self._spec = spec
         self._shape = BatchShape(max_seq_length=spec.max_seq_length, bucketed=runtime.jit_compile)
-        _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
-        call = encoder_call(encoder, runtime.precision, device)
+        # A float32 fallback runs what a float32 run does, to the bit.
+        precision = _enable_mixed_precision(runtime.precision, device.startswith("/GPU"))
+        call = encoder_call(encoder, precision, device)
 
         # Pure TF ops, no Python control flow on tensors: autograph would only add tracing time.
         @tf.function(input_signature=[_INPUT, _INPUT, _INPUT], jit_compile=runtime.jit_compile,
