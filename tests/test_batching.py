@@ -4,7 +4,8 @@ import random
 import apache_beam as beam
 from apache_beam.testing.util import assert_that
 
-from transforms.batching import BatchByLength, BatchShape, plan_batches
+from transforms.batching import (MERGE_PADDING, MIN_BATCH_TOKENS, BatchByLength, BatchShape,
+                                 merge_small_batches, plan_batches)
 from transforms.tokenize import Piece
 
 
@@ -23,7 +24,9 @@ def check_batches(batches, lengths, shape):
     real = computed = 0
     for batch in batches:
         width = shape.padded_length(max(p.n_tokens for p in batch))
-        assert {shape.padded_length(p.n_tokens) for p in batch} == {width}, "one length class per batch"
+        classes = [shape.padded_length(p.n_tokens) for p in batch]
+        if len(set(classes)) > 1:  # a bundle's small partial batches, merged
+            assert len(batch) * width <= MERGE_PADDING * sum(classes) + 1e-9
         assert len(batch) <= shape.batch_size(width)
         assert len(batch) * width <= shape.batch_tokens or len(batch) == 1
         real += sum(p.n_tokens for p in batch)
@@ -68,7 +71,8 @@ def test_incomplete_classes_wait_for_more_pieces():
 def test_a_piece_longer_than_the_budget_goes_alone():
     shape = BatchShape(batch_tokens=100, max_batch_size=8, max_seq_length=512)
     batches, _ = plan_batches(pieces([300, 10, 10]), shape)
-    assert [len(b) for b in batches] == [2, 1] and batches[1][0].n_tokens == 300
+    batches.sort(key=len)
+    assert [len(b) for b in batches] == [1, 2] and batches[0][0].n_tokens == 300
 
 
 def test_a_long_stream_uses_a_bounded_set_of_shapes():
@@ -129,3 +133,42 @@ def test_fill_to_shape_keeps_two_rows_where_a_full_batch_is_small():
     assert len(fill_to_shape(_pieces(1, 100), shape)) == 2   # class 104: full batch 2
     assert len(fill_to_shape(_pieces(1, 200), shape)) == 1   # class 208: a piece goes alone
     assert len(fill_to_shape(_pieces(1, 20), shape)) == 8    # 1,024 tokens would be 52: capped at 8
+
+
+def test_small_partial_batches_merge_with_their_neighbours():
+    shape = BatchShape()  # 8,192 tokens, 256 pieces
+    lengths = lognormal_lengths(100, seed=3)
+    batches, _ = plan_batches(pieces(lengths), shape)
+    apart, _ = plan_batches(pieces(lengths), BatchShape(merge_small=False))
+    assert len(apart) >= 20 and len(batches) <= len(apart) // 2
+    real = check_batches(batches, lengths, shape)
+    assert real >= check_batches(apart, lengths, shape) / MERGE_PADDING
+    # a merged batch stops growing once it reaches MIN_BATCH_TOKENS
+    for batch in batches:
+        classes = sorted({shape.padded_length(p.n_tokens) for p in batch})
+        if len(classes) > 1:
+            without_longest = [p for p in batch if shape.padded_length(p.n_tokens) != classes[-1]]
+            assert len(without_longest) * classes[-2] < MIN_BATCH_TOKENS
+
+
+def test_batches_big_enough_or_of_other_shapes_stay_apart():
+    shape = BatchShape()
+    # a full class (36 tokens: 227 pieces) and a partial one of 1,024+ tokens: untouched
+    full_and_big = pieces([36] * 227 + [40] * 30)
+    batches, _ = plan_batches(full_and_big, shape)
+    assert sorted(len(b) for b in batches) == [30, 227]
+    # two small batches whose merge would pad too much: apart
+    far = pieces([10, 11, 500])
+    assert sorted(len(b) for b in merge_small_batches([far[:2], far[2:]], shape)) == [1, 2]
+    # no merge for quantized output (fixed shapes) or XLA's buckets
+    for kept in (BatchShape(merge_small=False), BatchShape(bucketed=True)):
+        batches, _ = plan_batches(pieces([10, 20, 30]), kept)
+        assert len(batches) == 3
+
+
+def test_a_merged_batch_stays_within_its_longest_class_budget():
+    shape = BatchShape(batch_tokens=1024, max_batch_size=16)
+    small = [pieces([100] * 3)] + [[p._replace(doc_id=f"b{i}")] for i, p in enumerate(pieces([104] * 3))]
+    for batch in merge_small_batches(small, shape):
+        length = shape.padded_length(max(p.n_tokens for p in batch))
+        assert len(batch) <= shape.batch_size(length)

@@ -7,7 +7,7 @@ full batch size (``BatchShape.batch_size``: within the token budget, and beyond 
 tokens within an attention budget). Pieces are sorted within a bounded buffer,
 grouped by class, and full batches are emitted; what does not fill a batch waits
 for the next buffer, and only the end of a bundle emits partial batches (one per
-class at most).
+class at most, the smallest of neighbouring classes merged into one).
 
 So a long run sees a small, fixed set of batch shapes (about one per class), not a
 new ``batch x length`` with nearly every batch. That matters for memory: oneDNN
@@ -49,6 +49,10 @@ class BatchShape:
     max_batch_size: int = MAX_BATCH_SIZE
     max_seq_length: int = MAX_SEQ_LENGTH
     bucketed: bool = False   # coarse length classes, for XLA
+    # A bundle's last, partial batches under MIN_BATCH_TOKENS merge with their
+    # neighbours' (merge_small_batches); off where a piece's padded length must not
+    # depend on the bundle (quantized output, XLA's fixed shapes).
+    merge_small: bool = True
 
     def padded_length(self, n_tokens: int) -> int:
         """The length class of a piece of ``n_tokens`` tokens."""
@@ -88,7 +92,8 @@ def plan_batches(pieces: Iterable[Piece], shape: BatchShape,
     """Group pieces by length class and cut each class into full batches.
 
     Returns ``(batches, leftover)``. With ``complete``, each class's remainder is a
-    last, partial batch and ``leftover`` is empty; without, the remainders are
+    last, partial batch (small ones merged with their neighbours', see
+    merge_small_batches) and ``leftover`` is empty; without, the remainders are
     returned as ``leftover`` to be planned again with more pieces.
     """
     by_class: dict[int, list[Piece]] = {}
@@ -96,13 +101,61 @@ def plan_batches(pieces: Iterable[Piece], shape: BatchShape,
     # same pieces must form the same batches for float32 results to be bitwise equal.
     for piece in sorted(pieces, key=lambda p: (p.n_tokens, p.doc_id, p.chunk_index)):
         by_class.setdefault(shape.padded_length(piece.n_tokens), []).append(piece)
-    batches, leftover = [], []
+    batches, leftover, partial = [], [], []
     for length, members in by_class.items():
         size = shape.batch_size(length)
         batches.extend(members[i:i + size] for i in range(0, len(members), size))
-        if not complete and len(batches[-1]) < size:
+        if len(batches[-1]) < size and complete:
+            partial.append(batches.pop())
+        elif len(batches[-1]) < size:
             leftover.extend(batches.pop())
-    return batches, leftover
+    if shape.merge_small and not shape.bucketed:
+        partial = merge_small_batches(partial, shape)
+    return batches + partial, leftover
+
+
+# Below this many padded tokens oneDNN runs a product on one thread (2-core AMD EPYC
+# with AVX2: [M, 1024] x [1024, 4096] at 30-60 GFLOP/s for M up to ~370, 105-124
+# from 384 on) and gives a row other bits than a full batch does (fill_to_shape).
+MIN_BATCH_TOKENS = 1024
+# What merging may cost: a merged batch computes at most this many times the padded
+# tokens its parts would have computed apart.
+MERGE_PADDING = 1.25
+
+
+def merge_small_batches(batches: list[list[Piece]], shape: BatchShape) -> list[list[Piece]]:
+    """A bundle's partial batches (at most one per length class), with each run of
+    neighbouring classes' batches under MIN_BATCH_TOKENS merged into one, padded to
+    its longest class, while that adds at most MERGE_PADDING's share of padding and
+    stays within the longest class's full batch (its token and attention budgets).
+
+    A small corpus, or a runner that cuts small bundles, leaves a partial batch in
+    each of ~40 length classes: on the XLM-R-large shape, 300 documents made 40
+    batches of ~270 tokens, each a product too small for two threads."""
+    small = sorted((b for b in batches if _padded_tokens(b, shape) < MIN_BATCH_TOKENS),
+                   key=lambda b: b[-1].n_tokens)
+    merged = [b for b in batches if _padded_tokens(b, shape) >= MIN_BATCH_TOKENS]
+    group: list[Piece] = []
+    apart = 0  # the padded tokens of group's parts, each at its own class
+    for batch in small:
+        joined = group + batch
+        length = shape.padded_length(joined[-1].n_tokens)
+        if group and (len(joined) > shape.batch_size(length)
+                      or len(joined) * length > MERGE_PADDING * (apart + _padded_tokens(batch, shape))):
+            merged.append(group)
+            group, apart = list(batch), _padded_tokens(batch, shape)
+        else:
+            group, apart = joined, apart + _padded_tokens(batch, shape)
+        if _padded_tokens(group, shape) >= MIN_BATCH_TOKENS:
+            merged.append(group)
+            group, apart = [], 0
+    if group:
+        merged.append(group)
+    return merged
+
+
+def _padded_tokens(batch: list[Piece], shape: BatchShape) -> int:
+    return len(batch) * shape.padded_length(max(p.n_tokens for p in batch))
 
 
 class _BatchByLengthFn(beam.DoFn):
@@ -150,9 +203,8 @@ class BatchByLength(beam.PTransform):
 # A filler piece's chunk_index: a copy of a real piece that only keeps its batch off
 # the small-batch kernels; its vector is dropped after encoding (see fill_to_shape).
 FILLER_INDEX = -1
-# Batches of fewer pieces than this, or fewer padded tokens, are topped up with fillers.
+# Batches of fewer pieces than this, or than MIN_BATCH_TOKENS, are topped up with fillers.
 MIN_BATCH_ROWS = 2
-MIN_BATCH_TOKENS = 1024
 
 
 def fill_to_shape(batch: list[Piece], shape: BatchShape) -> list[Piece]:

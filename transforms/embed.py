@@ -138,7 +138,7 @@ class EmbedText(beam.PTransform):
         self._spec = spec
         self._fixed_shapes = fixed_shapes
         self._batch_shape = BatchShape(batch_tokens, max_batch_size, spec.max_seq_length,
-                                       bucketed=runtime.jit_compile)
+                                       bucketed=runtime.jit_compile, merge_small=not fixed_shapes)
 
     def probe(self, text: str = "probe", text_pair: Optional[str] = None) -> np.ndarray:
         """Embed one text here, in this process, the way the workers will: through the
