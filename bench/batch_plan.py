@@ -50,7 +50,7 @@ def write_plan(preprocessor_dir: str, corpus: str, path: str, max_seq_length: in
     batches, shape = plan(hub.load(preprocessor_dir), docs, max_seq_length, batch_tokens, max_batch_size)
     written = {"max_seq_length": max_seq_length, "docs": len(docs),
                "batches": [{"docs": [int(p.doc_id) for p in batch],
-                            "length": shape.padded_length(max(p.n_tokens for p in batch))}
+                            "length": shape.batch_length(batch)}
                            for batch in batches]}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(written, f)

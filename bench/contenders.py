@@ -50,7 +50,7 @@ def ceiling(args) -> dict:
     packed = []
     for batch in batches:
         segment = tf.ragged.constant([p.segments[0] for p in batch], dtype=tf.int32)
-        length = shape.padded_length(max(p.n_tokens for p in batch))
+        length = shape.batch_length(batch)
         packed.append(preprocessor.bert_pack_inputs([segment], seq_length=length))
 
     @tf.function(input_signature=[{k: tf.TensorSpec([None, None], tf.int32) for k in packed[0]}])

@@ -18,6 +18,7 @@ from tests.pipeline_helpers import (fails_with, module_args, read_parquet_rows, 
 from tests.reference import st_encode_truncated, st_quantize
 from transforms import quantize
 from transforms.calibration import Calibration
+from transforms.encode import onednn_enabled
 from transforms.sinks.parquet import embedding_schema
 from transforms.sinks.parquet import rows_to_table as _rows_to_table
 from transforms.sinks.tfrecord import _ToExampleFn, tfrecord_feature_spec
@@ -269,7 +270,7 @@ def test_calibration_file_round_trips_and_refuses_edits():
     assert dataclasses.replace(calibration, embedding="xyz").digest != calibration.digest
 
 
-@pytest.mark.skipif(not __import__("transforms.encode").encode.onednn_enabled(),
+@pytest.mark.skipif(not onednn_enabled(),
                     reason="the 1,024-token rule is oneDNN's (Eigen's kernels vary by row)")
 def test_a_filled_partial_batch_gives_a_full_batchs_bits():
     """Quantized runs top partial batches up (transforms/batching.py: fill_to_shape),

@@ -62,6 +62,10 @@ class BatchShape:
             length = _rounded_up(n_tokens, steps_per_octave=8)
         return min(length, self.max_seq_length)
 
+    def batch_length(self, batch) -> int:
+        """The length a batch is packed to: its longest piece's class."""
+        return self.padded_length(max(p.n_tokens for p in batch))
+
     def batch_size(self, padded_length: int) -> int:
         """How many pieces of a length class make a full batch: within the token
         budget, and within the attention budget (a piece longer than the budgets
@@ -105,10 +109,12 @@ def plan_batches(pieces: Iterable[Piece], shape: BatchShape,
     for length, members in by_class.items():
         size = shape.batch_size(length)
         batches.extend(members[i:i + size] for i in range(0, len(members), size))
-        if len(batches[-1]) < size and complete:
-            partial.append(batches.pop())
-        elif len(batches[-1]) < size:
-            leftover.extend(batches.pop())
+        if len(batches[-1]) < size:
+            remainder = batches.pop()
+            if complete:
+                partial.append(remainder)
+            else:
+                leftover.extend(remainder)
     if shape.merge_small and not shape.bucketed:
         partial = merge_small_batches(partial, shape)
     return batches + partial, leftover
@@ -132,20 +138,21 @@ def merge_small_batches(batches: list[list[Piece]], shape: BatchShape) -> list[l
     A small corpus, or a runner that cuts small bundles, leaves a partial batch in
     each of ~40 length classes: on the XLM-R-large shape, 300 documents made 40
     batches of ~270 tokens, each a product too small for two threads."""
-    small = sorted((b for b in batches if _padded_tokens(b, shape) < MIN_BATCH_TOKENS),
-                   key=lambda b: b[-1].n_tokens)
-    merged = [b for b in batches if _padded_tokens(b, shape) >= MIN_BATCH_TOKENS]
+    merged, small = [], []
+    for batch in batches:
+        (small if _padded_tokens(batch, shape) < MIN_BATCH_TOKENS else merged).append(batch)
+    small.sort(key=lambda b: b[-1].n_tokens)
     group: list[Piece] = []
     apart = 0  # the padded tokens of group's parts, each at its own class
     for batch in small:
-        joined = group + batch
+        joined, own = group + batch, _padded_tokens(batch, shape)
         length = shape.padded_length(joined[-1].n_tokens)
         if group and (len(joined) > shape.batch_size(length)
-                      or len(joined) * length > MERGE_PADDING * (apart + _padded_tokens(batch, shape))):
+                      or len(joined) * length > MERGE_PADDING * (apart + own)):
             merged.append(group)
-            group, apart = list(batch), _padded_tokens(batch, shape)
+            group, apart = list(batch), own
         else:
-            group, apart = joined, apart + _padded_tokens(batch, shape)
+            group, apart = joined, apart + own
         if _padded_tokens(group, shape) >= MIN_BATCH_TOKENS:
             merged.append(group)
             group, apart = [], 0
@@ -155,7 +162,7 @@ def merge_small_batches(batches: list[list[Piece]], shape: BatchShape) -> list[l
 
 
 def _padded_tokens(batch: list[Piece], shape: BatchShape) -> int:
-    return len(batch) * shape.padded_length(max(p.n_tokens for p in batch))
+    return len(batch) * shape.batch_length(batch)
 
 
 class _BatchByLengthFn(beam.DoFn):
@@ -224,7 +231,7 @@ def fill_to_shape(batch: list[Piece], shape: BatchShape) -> list[Piece]:
     class's full shape also worked, but cost many times the corpus's compute when
     bundles are small (a 1,000-document run went from seconds to minutes); 1,024
     tokens is an eighth of a full batch."""
-    length = shape.padded_length(max(p.n_tokens for p in batch))
+    length = shape.batch_length(batch)
     wanted = min(max(MIN_BATCH_ROWS, -(-MIN_BATCH_TOKENS // length)), shape.batch_size(length))
     if len(batch) >= wanted:
         return batch

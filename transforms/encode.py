@@ -207,7 +207,7 @@ class TextEncoder:
         return self._pack_and_encode[len(arrays) // 2](*arrays, seq_length).numpy()
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
-        return self._shape.padded_length(max(p.n_tokens for p in pieces))
+        return self._shape.batch_length(pieces)
 
 
 @functools.lru_cache(maxsize=8)
@@ -377,7 +377,7 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
         PROGRESS.add(len(pieces), tokens)
         counters.counter(counters.TOKENS).inc(tokens)
         counters.counter(counters.TOKENS_COMPUTED).inc(
-            len(pieces) * self._shape.padded_length(max(p.n_tokens for p in pieces)))
+            len(pieces) * self._shape.batch_length(pieces))
         # A NaN or infinite vector (float16 overflowing, say) is no embedding: written as
         # a row it would pass for one. It is an error of that piece alone.
         finite = np.isfinite(vectors).all(axis=1)
