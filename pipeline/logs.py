@@ -89,12 +89,29 @@ def is_own_record(record: logging.LogRecord) -> bool:
     return record.name == "root" and os.path.abspath(record.pathname).startswith(_OWN_DIRS)
 
 
+# Beam's records of a failed bundle, its traceback included. A bundle that fails
+# fails a local run (the FnApiRunner does not retry), and the run's failure is one
+# line of beam-embed's (pipeline/main.py); -v shows these records.
+BUNDLE_FAILURE_LOGGERS = frozenset({"apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"})
+
+
+def quiet_worker_prints() -> None:
+    """Beam's gRPC SDK worker (two local workers, multi_threading: pipeline/local_workers.py)
+    prints a failed bundle's traceback to stderr with print() as well as logging it
+    (sdk_worker.SdkHarness._execute, its only print); a quiet run drops the print,
+    as it drops the record. Module globals shadow builtins, so this one name does it."""
+    from apache_beam.runners.worker import sdk_worker
+    sdk_worker.print = lambda *args, **kwargs: None
+
+
 class QuietFilter(logging.Filter):
     """The default level: this tool's warnings and progress lines, and anyone's
     errors. Beam's and TensorFlow's INFO and WARNING records (type hints, worker
     start-up, deprecations) are shown with --log_level or -v only."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name in BUNDLE_FAILURE_LOGGERS:
+            return False
         if record.levelno >= logging.ERROR:
             return True
         if not is_own_record(record):

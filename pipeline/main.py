@@ -16,7 +16,7 @@ import sys
 import threading
 import traceback
 
-from pipeline.logs import configure_logging, printable, without_native_preamble
+from pipeline.logs import configure_logging, printable, quiet_worker_prints, without_native_preamble
 from pipeline.options import declare_cli, help_parser, version_line
 
 # TensorFlow's C++ log levels by the level asked for: 0 shows its start-up preamble
@@ -90,7 +90,11 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace, interrupted: lis
     with (without_native_preamble() if cli.log_level is None else contextlib.nullcontext()):
         from pipeline.config import OptionError, resolve
     from pipeline.options import EmbedOptions
+    from pipeline.local_workers import apply_default
     options = EmbedOptions(argv)
+    apply_default(options, argv)  # two bundles in flight on a local runner (see there)
+    if cli.log_level is None:
+        quiet_worker_prints()
     try:
         config = resolve(options)
     except OptionError as e:

@@ -69,7 +69,7 @@ def test_rerun_and_skip_existing_on_cloud_storage(gcs, tmp_path, tiny_random_mod
 
     # What a killed or earlier run of day 2 left, and another fingerprint's output.
     table = pa.table({"id": [text_id(line) for line in lines]})
-    put(f"{out}/d2/emb-00000-of-00002.parquet", b"stale shard")
+    put(f"{out}/d2/emb-00000-of-00009.parquet", b"stale shard")
     put(f"{out}/d2/emb-summary.json", b"{}")
     put(f"{out}/d2/beam-temp-emb-{'a' * 32}/part.emb.parquet", b"partial")
     buffer = io.BytesIO()
@@ -78,7 +78,7 @@ def test_rerun_and_skip_existing_on_cloud_storage(gcs, tmp_path, tiny_random_mod
 
     day2 = run(f"--input={tmp_path / 'all.txt'}", f"--output={out}/d2/emb", skip, *model)
     assert day2["embedded"] == 10 and day2["skipped_existing"] == 50
-    assert not [n for n in names(f"{out}/d2/**") if "beam-temp" in n or "-of-00002" in n]
+    assert not [n for n in names(f"{out}/d2/**") if "beam-temp" in n or "-of-00009" in n]
     assert sorted(parquet_ids(f"{out}/d[12]/emb-*-of-*.parquet")) == sorted(map(text_id, lines))
     # Neither the locks nor the write probes are left behind...
     assert not [n for n in names(f"{out}/**") if n.endswith(".lock") or "write-probe" in n]

@@ -97,7 +97,9 @@ def test_a_bucket_without_an_object_prefix_is_refused(capsys, scratch, monkeypat
 def test_braces_are_literal_end_to_end(scratch, tiny_random_model):
     """Beam's globs do not expand {a,b}: such a prefix is one literal directory."""
     neighbour = plant(scratch / "o/a/emb-00000-of-00001.parquet")
-    summary = run_cli("--input=in.txt", "--output=o/{a,b}/emb", *module_args(tiny_random_model))
+    # One worker, so one shard to list (two workers write a shard per bundle).
+    summary = run_cli("--input=in.txt", "--output=o/{a,b}/emb", *module_args(tiny_random_model),
+                      "--direct_num_workers=1")
     assert summary["embedded"] == 2
     assert set(read_parquet_rows("o/{a,b}/emb")) == {text_id("hello"), text_id("world")}
     assert neighbour.read_bytes() == b"another run's output"

@@ -278,7 +278,8 @@ def test_a_run_that_loses_the_race_after_its_checks_exits_2(capsys, scratch, tin
 
 def test_the_locks_are_released_after_success_and_after_a_failure(scratch, tiny_random_model,
                                                                   monkeypatch, capsys):
-    run_cli("--input=in.txt", "--output=o/emb", *module_args(tiny_random_model))
+    # One worker, so one shard to list (two workers write a shard per bundle).
+    run_cli("--input=in.txt", "--output=o/emb", *module_args(tiny_random_model), "--direct_num_workers=1")
     assert sorted(os.listdir(scratch / "o")) == ["emb-00000-of-00001.parquet",
                                                  "emb-errors-00000-of-00001.jsonl",
                                                  "emb-summary.json"]
