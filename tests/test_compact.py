@@ -299,3 +299,21 @@ def test_a_filled_partial_batch_gives_a_full_batchs_bits():
             assert len(filled) * length >= 1024 and all(p.chunk_index == FILLER_INDEX for p in filled[k:])
             got = encoder.embed(filled)[:k]
             assert np.array_equal(got, want[:k]), (n_tokens, k, float(np.abs(got - want[:k]).max()))
+
+
+def test_fillers_are_computed_but_not_counted(tmp_path, tiny_random_model):
+    """A quantized run tops its partial batches up with copies of a piece
+    (fill_to_shape): they are computed, but the summary's tokens are the rows' own
+    and the progress tally counts the documents, not the copies."""
+    from transforms.progress import PROGRESS
+    corpus = tmp_path / "corpus.txt"
+    write_lines_corpus(corpus, 60)
+    calibration = [f"--input={corpus}", *module_args(tiny_random_model), "--embedding_dtype=int8"]
+    run_cli(*calibration, f"--output={tmp_path}/first")  # computes the calibration first
+    summary = run_cli(*calibration, f"--output={tmp_path}/emb",
+                      f"--calibration={tmp_path}/first-calibration.json")
+    rows = read_parquet_rows(f"{tmp_path}/emb")
+    assert summary["embedded"] == len(rows) == 60
+    assert summary["tokens"] == sum(int(r["n_tokens"]) for r in rows.values())
+    assert PROGRESS.figures().docs == 60  # this run's tally (each run resets it)
+    assert summary["padding_ratio"] < 0.5  # the fillers were computed

@@ -68,10 +68,8 @@ class _ToRows(beam.DoFn):
 
 
 def _drop_filler(encoded: Encoded):
-    if encoded.piece.chunk_index != FILLER_INDEX:
+    if encoded.piece.chunk_index != FILLER_INDEX:  # the encoder counted it computed only
         yield encoded
-    else:  # the encoder counted its tokens as the input's; they were only computed
-        counters.counter(counters.TOKENS).dec(encoded.piece.n_tokens)
 
 
 def _dead_letter(encoded: Encoded, first: Optional[Piece] = None):

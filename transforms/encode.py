@@ -33,7 +33,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from models.cpu_kernels import cpu_flags
 from transforms import counters
-from transforms.batching import BatchShape
+from transforms.batching import FILLER_INDEX, BatchShape
 from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_MODEL_COPIES,
                                   MAX_SEQ_LENGTH, MODEL_COPIES_AUTO, PRECISIONS)
 from transforms.progress import PROGRESS
@@ -373,8 +373,11 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
             if len(pieces) == 1:
                 return [Encoded(pieces[0], None, error_text(e))]
             return self._halves(pieces, model)
-        tokens = sum(p.n_tokens for p in pieces)
-        PROGRESS.add(len(pieces), tokens)
+        # Fillers (quantized runs' partial batches, fill_to_shape) are computed, not
+        # embedded: they count in TOKENS_COMPUTED only.
+        real = [p for p in pieces if p.chunk_index != FILLER_INDEX]
+        tokens = sum(p.n_tokens for p in real)
+        PROGRESS.add(len(real), tokens)
         counters.counter(counters.TOKENS).inc(tokens)
         counters.counter(counters.TOKENS_COMPUTED).inc(
             len(pieces) * self._shape.batch_length(pieces))
