@@ -36,9 +36,7 @@ def _given(argv: Sequence[str], flag: str) -> bool:
 
 
 def is_local(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner
-    if runner is not None and not isinstance(runner, str):
-        return False  # a runner object: the caller chose how it runs
+    runner = options.view_as(StandardOptions).runner  # a name: options come from a command line
     return (runner.rsplit(".", 1)[-1] if runner else None) in LOCAL_RUNNERS
 
 

@@ -214,6 +214,11 @@ FILLER_INDEX = -1
 MIN_BATCH_ROWS = 2
 
 
+def is_filler(piece: Piece) -> bool:
+    """A copy made by fill_to_shape: computed with its batch, neither embedded nor counted."""
+    return piece.chunk_index == FILLER_INDEX
+
+
 def fill_to_shape(batch: list[Piece], shape: BatchShape) -> list[Piece]:
     """A partial batch topped up with copies of its last piece (marked FILLER_INDEX) to
     at least MIN_BATCH_ROWS pieces and MIN_BATCH_TOKENS padded tokens, never past its

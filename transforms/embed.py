@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
-from transforms.batching import FILLER_INDEX, BatchByLength, BatchShape, fill_to_shape
+from transforms.batching import BatchByLength, BatchShape, fill_to_shape, is_filler
 from transforms.constants import BATCH_TOKENS, DEFAULT_LONG_TEXT, MAX_BATCH_SIZE, MODEL_COPIES_AUTO
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
@@ -68,7 +68,7 @@ class _ToRows(beam.DoFn):
 
 
 def _drop_filler(encoded: Encoded):
-    if encoded.piece.chunk_index != FILLER_INDEX:  # the encoder counted it computed only
+    if not is_filler(encoded.piece):  # the encoder counted a filler as computed only
         yield encoded
 
 

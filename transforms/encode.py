@@ -33,7 +33,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from models.cpu_kernels import cpu_flags
 from transforms import counters
-from transforms.batching import FILLER_INDEX, BatchShape
+from transforms.batching import BatchShape, is_filler
 from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_MODEL_COPIES,
                                   MAX_SEQ_LENGTH, MODEL_COPIES_AUTO, PRECISIONS)
 from transforms.progress import PROGRESS
@@ -375,7 +375,7 @@ class EncoderModelHandler(ModelHandler[Sequence[Piece], Encoded, TextEncoder]):
             return self._halves(pieces, model)
         # Fillers (quantized runs' partial batches, fill_to_shape) are computed, not
         # embedded: they count in TOKENS_COMPUTED only.
-        real = [p for p in pieces if p.chunk_index != FILLER_INDEX]
+        real = [p for p in pieces if not is_filler(p)]
         tokens = sum(p.n_tokens for p in real)
         PROGRESS.add(len(real), tokens)
         counters.counter(counters.TOKENS).inc(tokens)
