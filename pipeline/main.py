@@ -87,12 +87,14 @@ def _main(argv: list[str], wait: bool, cli: argparse.Namespace, interrupted: lis
     except FlagError as e:
         print(f"beam-embed: error: {printable(str(e))}", file=sys.stderr)
         return 2
+    from pipeline.options import EmbedOptions
+    from pipeline import local_memory, local_workers
+    options = EmbedOptions(argv)
+    local_workers.apply_default(options, argv)  # two bundles in flight on a local runner
+    if local_workers.is_local(options):
+        local_memory.apply()  # before TensorFlow's and the workers' threads start (see there)
     with (without_native_preamble() if cli.log_level is None else contextlib.nullcontext()):
         from pipeline.config import OptionError, resolve
-    from pipeline.options import EmbedOptions
-    from pipeline.local_workers import apply_default
-    options = EmbedOptions(argv)
-    apply_default(options, argv)  # two bundles in flight on a local runner (see there)
     if cli.log_level is None:
         quiet_worker_prints()
     try:

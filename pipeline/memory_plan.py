@@ -8,8 +8,10 @@ also holds a CUDA context on every GPU it sees, shared copy or not (TensorFlow
 initialises all visible GPUs when it first runs an op, and the tokenizer runs ops).
 A context's size cannot be measured on this machine (it has no GPU):
 ``CUDA_CONTEXT_BYTES`` is an assumption, on the low side, so that only a plan that
-cannot fit is refused. Activations come on top and are not counted: the
-OOM split-and-retry handles batches too big for what is left.
+cannot fit is refused. Activations come on top and are not counted: an encoder
+on a GPU computes one large batch at a time however many threads share it
+(transforms/encode.py), and the OOM split-and-retry handles batches too big for
+what is left.
 
 The GPU comes from ``worker_accelerator=type:...;count:N`` in
 ``--dataflow_service_options`` (or ``--experiments``), the vCPUs from

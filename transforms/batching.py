@@ -13,8 +13,8 @@ So a long run sees a small, fixed set of batch shapes (about one per class), not
 new ``batch x length`` with nearly every batch. That matters for memory: oneDNN
 (TF's CPU kernels) JIT-compiles and caches kernels per shape, about 2 MB a shape
 here, up to a cap of 1024 primitives per thread, and with a shape per batch that
-cache grew with the corpus until the cap (+280 MB on 40,000 documents; now the
-10x corpus peaks at about 1.1x the RSS of the 1x one, see bench/). It also suits XLA (``--jit_compile``), which compiles once per shape: there the classes are
+cache grew with the corpus until the cap (+280 MB on 40,000 documents; what a
+local run's peak still gains with the corpus: pipeline/local_memory.py). It also suits XLA (``--jit_compile``), which compiles once per shape: there the classes are
 coarser (at least 8, four steps per octave: 25 lengths up to 512).
 
 ``tf.data``'s ``bucket_by_sequence_length`` does the same bucketing for a tf.data input;

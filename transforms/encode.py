@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import pickle
+import threading
 import uuid
 from typing import NamedTuple, Optional, Sequence
 
@@ -147,6 +148,16 @@ def encoder_call(encoder, precision: str, device: str) -> EncoderEntryPoint:
     return EncoderEntryPoint(encoder, encoder, "__call__")
 
 
+# A batch of at least this many padded tokens takes one of the encoder's large-batch
+# slots (TextEncoder.embed); smaller ones run beside them.
+LARGE_BATCH_TOKENS = 2048
+
+
+def large_batch_slots(device: str) -> int:
+    """How many large batches an encoder on ``device`` computes at once (TextEncoder)."""
+    return 1 if device.startswith("/GPU") else 2
+
+
 class TextEncoder:
     """The loaded preprocessor (for packing) and encoder, with pooling fused in.
 
@@ -155,6 +166,19 @@ class TextEncoder:
     ``bert_pack_inputs`` eagerly instead costs ~80 ms for every new batch shape
     (TF builds a new call wrapper per input shape), a third of the encoder's own
     time on short texts.
+
+    One TextEncoder serves all of a process's threads (text_encoder caches it): two
+    local workers, or an SDK process's harness threads on Dataflow, each with a
+    bundle. Activations grow with the batches computing at once, so large batches
+    (LARGE_BATCH_TOKENS padded tokens or more) take a slot: two on a CPU, one on a
+    GPU. Two on a CPU because two calls keep both cores of this machine busy where
+    one leaves them idle part of the time (one thread for the small products,
+    softmax, packing): the first 130 batches of bench's 10x MiniLM corpus from two
+    threads took 95.5-99.0 s with two slots, 103.0-106.1 s with one and 103.8 s
+    from one thread (2-core AMD EPYC, AVX-512), for 80-160 MiB more peak RSS. One
+    on a GPU, which computes one batch at a time anyway and whose memory is the
+    scarce part. Small batches never wait: they are the ones whose products run on
+    one thread.
     """
 
     def __init__(self, preprocessor, encoder, spec: EmbeddingSpec, runtime: RuntimeOptions, device: str):
@@ -178,6 +202,7 @@ class TextEncoder:
 
         self._encode = encode
         self._pack_and_encode = {n: self._fused(n) for n in (1, 2)}
+        self._large_batches = threading.BoundedSemaphore(large_batch_slots(device))
 
     def _fused(self, num_segments: int):
         signature = [_VALUES, _ROW_LENGTHS] * num_segments + [_SEQ_LENGTH]
@@ -204,7 +229,11 @@ class TextEncoder:
         """Vectors of ``pieces``, packed to their length class (or to ``seq_length``)."""
         arrays = self._segment_arrays(pieces)
         seq_length = np.int32(seq_length or self.padded_length(pieces))
-        return self._pack_and_encode[len(arrays) // 2](*arrays, seq_length).numpy()
+        call = self._pack_and_encode[len(arrays) // 2]
+        if len(pieces) * seq_length < LARGE_BATCH_TOKENS:
+            return call(*arrays, seq_length).numpy()
+        with self._large_batches:
+            return call(*arrays, seq_length).numpy()
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
         return self._shape.batch_length(pieces)
