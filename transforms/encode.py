@@ -17,6 +17,7 @@ behave the same both ways (see ``ServedEncoder`` for how errors cross).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -229,11 +230,9 @@ class TextEncoder:
         """Vectors of ``pieces``, packed to their length class (or to ``seq_length``)."""
         arrays = self._segment_arrays(pieces)
         seq_length = np.int32(seq_length or self.padded_length(pieces))
-        call = self._pack_and_encode[len(arrays) // 2]
-        if len(pieces) * seq_length < LARGE_BATCH_TOKENS:
-            return call(*arrays, seq_length).numpy()
-        with self._large_batches:
-            return call(*arrays, seq_length).numpy()
+        large = len(pieces) * seq_length >= LARGE_BATCH_TOKENS
+        with self._large_batches if large else contextlib.nullcontext():
+            return self._pack_and_encode[len(arrays) // 2](*arrays, seq_length).numpy()
 
     def padded_length(self, pieces: Sequence[Piece]) -> int:
         return self._shape.batch_length(pieces)
