@@ -14,12 +14,14 @@ reads them the same way), ``length`` is the padded length of that batch, special
 tokens included.
 
     PYTHONPATH=. .venv/bin/python -m bench.batch_plan PREPROCESSOR CORPUS PLAN.json \
-        [--max_seq_length 256] [--batch_tokens 8192] [--max_batch_size 256]
+        [--max_seq_length 256] [--batch_tokens 4096] [--max_batch_size 256]
 """
 from __future__ import annotations
 
 import argparse
 import json
+
+from transforms.constants import CPU_BATCH_TOKENS  # imports nothing
 
 
 def read_corpus(corpus: str) -> list[str]:
@@ -63,7 +65,7 @@ def main() -> None:
     parser.add_argument("corpus")
     parser.add_argument("path")
     parser.add_argument("--max_seq_length", type=int, default=256)
-    parser.add_argument("--batch_tokens", type=int, default=8192)
+    parser.add_argument("--batch_tokens", type=int, default=CPU_BATCH_TOKENS)
     parser.add_argument("--max_batch_size", type=int, default=256)
     args = parser.parse_args()
     written = write_plan(args.preprocessor, args.corpus, args.path, args.max_seq_length,

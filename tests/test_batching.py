@@ -1,4 +1,5 @@
 """Batch planning: every piece once, within budget, padded little, few shapes."""
+import pickle
 import random
 
 import apache_beam as beam
@@ -6,6 +7,7 @@ from apache_beam.testing.util import assert_that
 
 from transforms.batching import (MERGE_PADDING, MIN_BATCH_TOKENS, BatchByLength, BatchShape,
                                  merge_small_batches, plan_batches)
+from transforms.constants import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
 from transforms.tokenize import Piece
 
 
@@ -114,7 +116,7 @@ def _pieces(n, n_tokens):
 
 def test_fill_to_shape_tops_a_partial_batch_up_to_1024_tokens():
     from transforms.batching import FILLER_INDEX, fill_to_shape
-    shape = BatchShape()  # 8,192 tokens, 256 pieces
+    shape = BatchShape(batch_tokens=8192)  # 256 pieces
     for n_tokens, k, want in [(64, 3, 16), (64, 15, 16), (64, 16, 16), (64, 40, 40), (10, 1, 103),
                               (4, 5, 256), (512, 1, 2), (512, 3, 3), (130, 2, 8)]:
         batch = _pieces(k, n_tokens)
@@ -136,10 +138,10 @@ def test_fill_to_shape_keeps_two_rows_where_a_full_batch_is_small():
 
 
 def test_small_partial_batches_merge_with_their_neighbours():
-    shape = BatchShape()  # 8,192 tokens, 256 pieces
+    shape = BatchShape(batch_tokens=8192)  # 256 pieces
     lengths = lognormal_lengths(100, seed=3)
     batches, _ = plan_batches(pieces(lengths), shape)
-    apart, _ = plan_batches(pieces(lengths), BatchShape(merge_small=False))
+    apart, _ = plan_batches(pieces(lengths), BatchShape(batch_tokens=8192, merge_small=False))
     assert len(apart) >= 20 and len(batches) <= len(apart) // 2
     real = check_batches(batches, lengths, shape)
     assert real >= check_batches(apart, lengths, shape) / MERGE_PADDING
@@ -152,7 +154,7 @@ def test_small_partial_batches_merge_with_their_neighbours():
 
 
 def test_batches_big_enough_or_of_other_shapes_stay_apart():
-    shape = BatchShape()
+    shape = BatchShape(batch_tokens=8192)
     # a full class (36 tokens: 227 pieces) and a partial one of 1,024+ tokens: untouched
     full_and_big = pieces([36] * 227 + [40] * 30)
     batches, _ = plan_batches(full_and_big, shape)
@@ -172,3 +174,41 @@ def test_a_merged_batch_stays_within_its_longest_class_budget():
     for batch in merge_small_batches(small, shape):
         length = shape.padded_length(max(p.n_tokens for p in batch))
         assert len(batch) <= shape.batch_size(length)
+
+
+def test_without_a_budget_the_worker_takes_its_devices_default(monkeypatch):
+    """No --batch_tokens: the budget is decided where the batches are cut, on the
+    worker (a launcher may have no GPU while its workers do): CPU_BATCH_TOKENS on a
+    CPU, GPU_BATCH_TOKENS on a GPU. A budget given is kept on either."""
+    from transforms import batching, text_modules
+    shape = BatchShape(max_seq_length=512)
+    assert pickle.loads(pickle.dumps(shape)).batch_tokens is None  # not fixed where it was built
+    assert shape.tokens == CPU_BATCH_TOKENS == 4096  # this machine has no GPU
+    assert [shape.batch_size(n) for n in (8, 16, 64, 128, 256, 512)] == [256, 256, 64, 32, 8, 2]
+    assert BatchShape(max_seq_length=8192).batch_size(8192) == 1  # longer than the budget: alone
+    assert BatchShape(batch_tokens=8192).tokens == 8192
+    batching.default_batch_tokens.cache_clear()
+    monkeypatch.setattr(text_modules, "encoder_device", lambda: "/GPU:0")
+    try:
+        assert BatchShape().tokens == GPU_BATCH_TOKENS == 8192
+        assert BatchShape().batch_size(256) == 16
+        assert BatchShape(batch_tokens=2048).tokens == 2048
+    finally:
+        batching.default_batch_tokens.cache_clear()  # the next caller sees this machine again
+
+
+def test_a_pipeline_without_a_budget_cuts_batches_at_the_cpu_default():
+    """The default reaches the DoFn that cuts batches: 3,000 pieces of 64 tokens
+    come out in full batches of 4,096 tokens (64 pieces), none larger."""
+    lengths = [64] * 3000
+
+    def check(batches):
+        sizes = sorted(len(b) for b in batches)
+        assert sum(sizes) == 3000
+        assert sizes[-1] == CPU_BATCH_TOKENS // 64
+        assert sizes.count(CPU_BATCH_TOKENS // 64) >= 3000 // 64 - 1
+
+    with beam.Pipeline("FnApiRunner") as p:
+        batches = (p | beam.Create(pieces(lengths), reshuffle=False)
+                   | BatchByLength(BatchShape(max_seq_length=512), buffer_size=1000))
+        assert_that(batches, check)

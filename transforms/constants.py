@@ -25,8 +25,10 @@ CALIBRATION_SAMPLE = 10_000
 
 # Tokens per text, special tokens included: BERT-family encoders' position table.
 MAX_SEQ_LENGTH = 512
-# Padded tokens per encoder batch, and texts per batch (transforms/batching.py).
-BATCH_TOKENS = 8192
+# Padded tokens per encoder batch when --batch_tokens is not given, on a CPU and on a
+# GPU (transforms/batching.py: default_batch_tokens), and texts per batch.
+CPU_BATCH_TOKENS = 4096
+GPU_BATCH_TOKENS = 8192
 MAX_BATCH_SIZE = 256
 
 # --model_copies: "auto" is one shared copy per visible GPU and one model per process on

@@ -13,7 +13,7 @@ from apache_beam.ml.inference.base import RunInference
 
 from transforms import counters
 from transforms.batching import BatchByLength, BatchShape, fill_to_shape, is_filler
-from transforms.constants import BATCH_TOKENS, DEFAULT_LONG_TEXT, MAX_BATCH_SIZE, MODEL_COPIES_AUTO
+from transforms.constants import DEFAULT_LONG_TEXT, MAX_BATCH_SIZE, MODEL_COPIES_AUTO
 from transforms.encode import (EmbeddingSpec, Encoded, EncoderModelHandler, RuntimeOptions,
                                TextEncoder)
 from transforms.records import DeadLetter, Document
@@ -109,7 +109,8 @@ class EmbedText(beam.PTransform):
       spec: pooling, layer, normalize, max_seq_length.
       long_text: "truncate" (row marked truncated), "chunk" (token-weighted mean of
         overlapping windows, n_chunks recorded) or "reject" (dead letter too_long).
-      batch_tokens: padded tokens per encoder batch; max_batch_size: pieces per batch.
+      batch_tokens: padded tokens per encoder batch (None: the worker's default,
+        transforms/batching.py's default_batch_tokens); max_batch_size: pieces per batch.
       keep_text: carry text (and text_pair) into the rows.
       encoder_class: the TextEncoder (sub)class workers wrap the modules in; tests
         pass one that injects faults, such as running out of memory.
@@ -121,7 +122,7 @@ class EmbedText(beam.PTransform):
     """
 
     def __init__(self, preprocessor: str, encoder: str, spec: EmbeddingSpec = EmbeddingSpec(),
-                 long_text: str = DEFAULT_LONG_TEXT, batch_tokens: int = BATCH_TOKENS,
+                 long_text: str = DEFAULT_LONG_TEXT, batch_tokens: Optional[int] = None,
                  max_batch_size: int = MAX_BATCH_SIZE,
                  keep_text: bool = False, runtime: RuntimeOptions = RuntimeOptions(),
                  encoder_class: type[TextEncoder] = TextEncoder,
