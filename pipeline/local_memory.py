@@ -25,7 +25,10 @@ MiniLM corpus at 1x and 10x (4,000 and 40,000 documents, two local workers,
 2-core AMD EPYC with AVX-512; one run each, and peaks vary by some 80 MiB from
 run to run, with the moments two full batches meet): peak RSS 1,423 and 1,861
 MiB (10x / 1x: 1.31) before, 1,387 and 1,667 MiB (1.20) with them; the 10x run in
-183 s (181-194 s before).
+183 s (181-194 s before). What was left of the growth was mostly the 10x run's
+full 8,192-token batches, two at once, whose activations the 1x run never held;
+a CPU's batches are 4,096 tokens since (transforms/batching.py:
+default_batch_tokens), and the 10x run peaked at 1,476-1,478 MiB.
 """
 from __future__ import annotations
 
