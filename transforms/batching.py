@@ -53,10 +53,10 @@ def default_batch_tokens() -> int:
     full speed, and a larger one only holds more activations: MiniLM at lengths 12
     to 256 from two threads ran at the same tokens/s within 5% run to run at 4,096
     as at 8,192 tokens (2-core AMD EPYC, AVX-512), and bench's 10x corpus (40,000
-    documents, full batches) took 186 s against 179-190 s, at a peak RSS of 1,474
-    MiB against 1,629-1,789 MiB. A full 8,192-token MiniLM batch allocates ~120 MB
-    of activations (TensorFlow's peak-memory counter), and two compute at once
-    (transforms/encode.py). A GPU keeps gaining from larger batches; its default
+    documents, full batches) took 187 and 193 s against 188 s, at a peak RSS of
+    1,476 and 1,478 MiB against 1,638 MiB. A full 8,192-token MiniLM batch
+    allocates ~120 MB of activations over the weights (TensorFlow's peak-memory
+    counter), and two compute at once (transforms/encode.py). A GPU keeps gaining from larger batches; its default
     stays 8,192 (not measured here: no GPU).
     """
     from transforms.text_modules import encoder_device
