@@ -1,7 +1,8 @@
 """Per-batch cost of the shared path: a batch to a shared copy and its vectors back.
 
-``python -m bench.shared_overhead``: beam-embed's full batches of three length
-classes (256 x 16, 128 x 64, 32 x 256 tokens; MiniLM's 384-wide float32 vectors
+``python -m bench.shared_overhead``: beam-embed's full batches on a GPU, where shared
+copies are the default, of three length classes (8,192-token budget: 256 x 16,
+128 x 64, 32 x 256 tokens; MiniLM's 384-wide float32 vectors
 back) sent through Beam's multi_process_shared proxy (``always_proxy``, as
 RunInference calls a shared copy) to a ServedEncoder whose encoder returns zeros at
 once: what is timed is the shared path alone (wire_pieces, pickling, the local

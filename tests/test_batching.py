@@ -3,6 +3,7 @@ import pickle
 import random
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that
 
 from transforms.batching import (MERGE_PADDING, MIN_BATCH_TOKENS, BatchByLength, BatchShape,
@@ -30,7 +31,7 @@ def check_batches(batches, lengths, shape):
         if len(set(classes)) > 1:  # a bundle's small partial batches, merged
             assert len(batch) * width <= MERGE_PADDING * sum(classes) + 1e-9
         assert len(batch) <= shape.batch_size(width)
-        assert len(batch) * width <= shape.batch_tokens or len(batch) == 1
+        assert len(batch) * width <= shape.tokens or len(batch) == 1
         real += sum(p.n_tokens for p in batch)
         computed += len(batch) * width
     return real / computed
@@ -176,30 +177,47 @@ def test_a_merged_batch_stays_within_its_longest_class_budget():
         assert len(batch) <= shape.batch_size(length)
 
 
-def test_without_a_budget_the_worker_takes_its_devices_default(monkeypatch):
+@pytest.fixture
+def device(monkeypatch):
+    """Sets the device the encoder would go on ("/CPU:0", "/GPU:0"), whatever this
+    machine has; the budget's per-process cache is cleared before and after."""
+    from transforms import batching, text_modules
+
+    def use(name: str):
+        batching.default_batch_tokens.cache_clear()
+        monkeypatch.setattr(text_modules, "encoder_device", lambda: name)
+    yield use
+    batching.default_batch_tokens.cache_clear()
+
+
+def test_without_a_budget_the_worker_takes_its_devices_default(device):
     """No --batch_tokens: the budget is decided where the batches are cut, on the
     worker (a launcher may have no GPU while its workers do): CPU_BATCH_TOKENS on a
     CPU, GPU_BATCH_TOKENS on a GPU. A budget given is kept on either."""
-    from transforms import batching, text_modules
     shape = BatchShape(max_seq_length=512)
     assert pickle.loads(pickle.dumps(shape)).batch_tokens is None  # not fixed where it was built
-    assert shape.tokens == CPU_BATCH_TOKENS == 4096  # this machine has no GPU
+    device("/CPU:0")
+    assert shape.tokens == CPU_BATCH_TOKENS == 4096
     assert [shape.batch_size(n) for n in (8, 16, 64, 128, 256, 512)] == [256, 256, 64, 32, 8, 2]
     assert BatchShape(max_seq_length=8192).batch_size(8192) == 1  # longer than the budget: alone
     assert BatchShape(batch_tokens=8192).tokens == 8192
-    batching.default_batch_tokens.cache_clear()
-    monkeypatch.setattr(text_modules, "encoder_device", lambda: "/GPU:0")
-    try:
-        assert BatchShape().tokens == GPU_BATCH_TOKENS == 8192
-        assert BatchShape().batch_size(256) == 16
-        assert BatchShape(batch_tokens=2048).tokens == 2048
-    finally:
-        batching.default_batch_tokens.cache_clear()  # the next caller sees this machine again
+    device("/GPU:0")
+    assert BatchShape().tokens == GPU_BATCH_TOKENS == 8192
+    assert BatchShape().batch_size(256) == 16
+    assert BatchShape(batch_tokens=2048).tokens == 2048
 
 
-def test_a_pipeline_without_a_budget_cuts_batches_at_the_cpu_default():
+def test_a_budget_must_be_positive():
+    """0 is not "the default" (the CLI refuses it too: --batch_tokens >= --max_seq_length)."""
+    for bad in (0, -4096):
+        with pytest.raises(ValueError, match="must be positive"):
+            BatchShape(batch_tokens=bad)
+
+
+def test_a_pipeline_without_a_budget_cuts_batches_at_the_cpu_default(device):
     """The default reaches the DoFn that cuts batches: 3,000 pieces of 64 tokens
     come out in full batches of 4,096 tokens (64 pieces), none larger."""
+    device("/CPU:0")  # the FnApiRunner's workers are this process
     lengths = [64] * 3000
 
     def check(batches):

@@ -17,6 +17,7 @@ from bench.batch_plan import write_plan
 from bench.corpus import write
 from bench.large_model import check_tokenizer, ensure_large_model
 from bench.run import beam_embed_vectors, row_cosines
+from transforms.constants import CPU_BATCH_TOKENS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +28,7 @@ def tiny(tmp_path_factory, ref_python):
     checkpoint, dirs, _ = ensure_large_model(layers=2, hidden=32, heads=2, intermediate=64, cache=str(work))
     corpus = write(str(work / "corpus.txt"), 40, seed=5)
     plan = str(work / "plan.json")
-    write_plan(dirs.preprocessor, corpus, plan, 512, 8192, 256)
+    write_plan(dirs.preprocessor, corpus, plan, 512, CPU_BATCH_TOKENS, 256)
     return work, checkpoint, dirs, corpus, plan
 
 

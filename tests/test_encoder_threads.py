@@ -14,8 +14,10 @@ import threading
 import numpy as np
 import pytest
 
+from transforms.batching import BatchShape
+from transforms.constants import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
 from transforms.encode import (LARGE_BATCH_TOKENS, EmbeddingSpec, RuntimeOptions, TextEncoder,
-                               large_batch_slots)
+                               large_batch_slots, takes_a_slot)
 from transforms.records import Piece
 from transforms.text_modules import load_encoder, load_module
 
@@ -106,3 +108,16 @@ def test_a_failing_large_batch_frees_the_slot(encoder):
     with pytest.raises(Exception):
         encoder.embed(bad)
     assert encoder.embed(pieces(LARGE_BATCH_TOKENS // 64, 64)).shape == (LARGE_BATCH_TOKENS // 64, 32)
+
+
+def test_every_full_batch_takes_a_slot_long_pieces_by_their_attention():
+    """On a CPU's budget a full batch of 512-token pieces is 2 x 512 = 1,024 tokens,
+    under LARGE_BATCH_TOKENS, but holds attention scores as large as any full
+    batch's: it takes a slot all the same, as every full batch does on either
+    device's budget, while a part of a batch of short pieces does not."""
+    for budget in (CPU_BATCH_TOKENS, GPU_BATCH_TOKENS):
+        shape = BatchShape(batch_tokens=budget, max_seq_length=512)
+        for length in sorted({shape.padded_length(n) for n in range(8, 513)}):
+            assert takes_a_slot(shape.batch_size(length), length), (budget, length)
+    assert takes_a_slot(2, 512) and takes_a_slot(2, 448) and takes_a_slot(6, 288)
+    assert not takes_a_slot(8, 128) and not takes_a_slot(1, 256) and not takes_a_slot(31, 64)

@@ -52,7 +52,9 @@ def default_batch_tokens() -> int:
     On a CPU a batch of 4,096 padded tokens already runs the encoder's products at
     full speed, and a larger one only holds more activations: MiniLM at lengths 12
     to 256 from two threads ran at the same tokens/s within 5% run to run at 4,096
-    as at 8,192 tokens (2-core AMD EPYC, AVX-512), and bench's 10x corpus (40,000
+    as at 8,192 tokens (2-core AMD EPYC, AVX-512), and so did lengths 384 and 512,
+    where the attention budget makes batches of 3 and 2 pieces instead of 7 and 4
+    (5,679-6,027 against 5,712-5,998 tokens/s), and bench's 10x corpus (40,000
     documents, full batches) took 187 and 193 s against 188 s, at a peak RSS of
     1,476 and 1,478 MiB against 1,638 MiB. A full 8,192-token MiniLM batch
     allocates ~120 MB of activations over the weights (TensorFlow's peak-memory
@@ -75,10 +77,14 @@ class BatchShape:
     # depend on the bundle (quantized output, XLA's fixed shapes).
     merge_small: bool = True
 
+    def __post_init__(self):
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise ValueError(f"batch_tokens {self.batch_tokens} must be positive (or None: the device's default)")
+
     @property
     def tokens(self) -> int:
         """The token budget of a full batch."""
-        return self.batch_tokens or default_batch_tokens()
+        return default_batch_tokens() if self.batch_tokens is None else self.batch_tokens
 
     def padded_length(self, n_tokens: int) -> int:
         """The length class of a piece of ``n_tokens`` tokens."""

@@ -35,7 +35,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from models.cpu_kernels import cpu_flags
 from transforms import counters
-from transforms.batching import BatchShape, is_filler
+from transforms.batching import ATTENTION_LENGTH, BatchShape, is_filler
 from transforms.constants import (DEFAULT_POOLING, DEFAULT_PRECISION, MAX_MODEL_COPIES,
                                   MAX_SEQ_LENGTH, MODEL_COPIES_AUTO, PRECISIONS)
 from transforms.progress import PROGRESS
@@ -154,6 +154,16 @@ def encoder_call(encoder, precision: str, device: str) -> EncoderEntryPoint:
 LARGE_BATCH_TOKENS = 2048
 
 
+def takes_a_slot(rows: int, length: int) -> bool:
+    """Whether a batch of ``rows`` pieces packed to ``length`` takes a large-batch slot:
+    LARGE_BATCH_TOKENS padded tokens or more, or attention scores (``rows x length^2``)
+    as large as such a batch's at ATTENTION_LENGTH. The long classes' full batches
+    hold few tokens on a CPU (2 x 512 at 4,096 tokens: transforms/batching.py) but
+    as much attention as any full batch."""
+    return (rows * length >= LARGE_BATCH_TOKENS
+            or rows * length * length >= LARGE_BATCH_TOKENS * ATTENTION_LENGTH)
+
+
 def large_batch_slots(device: str) -> int:
     """How many large batches an encoder on ``device`` computes at once (TextEncoder)."""
     return 1 if device.startswith("/GPU") else 2
@@ -171,9 +181,10 @@ class TextEncoder:
     One TextEncoder serves all of a process's threads (text_encoder caches it): two
     local workers, or an SDK process's harness threads on Dataflow, each with a
     bundle. Activations grow with the batches computing at once, so large batches
-    (LARGE_BATCH_TOKENS padded tokens or more) take a slot: two on a CPU, one on a
-    GPU. Two on a CPU because two calls keep both cores of this machine busy where
-    one leaves them idle part of the time (one thread for the small products,
+    (LARGE_BATCH_TOKENS padded tokens or more, or long pieces' batches with as much
+    attention: takes_a_slot) take a slot: two on a CPU, one on a GPU. Two on a
+    CPU because two calls keep both cores of this machine busy where one leaves
+    them idle part of the time (one thread for the small products,
     softmax, packing): the first 130 batches of bench's 10x MiniLM corpus from two
     threads took 95.5-99.0 s with two slots, 103.0-106.1 s with one and 103.8 s
     from one thread (2-core AMD EPYC, AVX-512), for 80-160 MiB more peak RSS. One
@@ -230,7 +241,7 @@ class TextEncoder:
         """Vectors of ``pieces``, packed to their length class (or to ``seq_length``)."""
         arrays = self._segment_arrays(pieces)
         seq_length = np.int32(seq_length or self.padded_length(pieces))
-        large = len(pieces) * seq_length >= LARGE_BATCH_TOKENS
+        large = takes_a_slot(len(pieces), int(seq_length))
         with self._large_batches if large else contextlib.nullcontext():
             return self._pack_and_encode[len(arrays) // 2](*arrays, seq_length).numpy()
 
