@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from transforms.constants import CPU_BATCH_TOKENS, MAX_BATCH_SIZE  # imports nothing
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 REF_PY = os.environ.get("BEAM_EMBED_REF_PYTHON", os.path.join(ROOT, ".venv-ref", "bin", "python"))
@@ -157,7 +159,6 @@ def plan_shapes(plan: dict) -> list[tuple[int, int]]:
 
 def bench_model(mset: ModelSet, reps: int, machine_flops: float):
     from bench.batch_plan import write_plan
-    from transforms.constants import CPU_BATCH_TOKENS, MAX_BATCH_SIZE
     # beam-embed's defaults on a CPU, which beam_embed runs with (bench.contenders)
     plan = write_plan(mset.dirs.preprocessor, mset.corpus, mset.plan, mset.max_seq_length,
                       CPU_BATCH_TOKENS, MAX_BATCH_SIZE)
@@ -334,7 +335,6 @@ def main() -> None:
     corpus = write(os.path.join(work, "corpus.txt"), args.docs)
     machine_flops = machine_matmul_flops()
     print(f"machine float32 matmul: {machine_flops / 1e9:.1f} GFLOP/s", flush=True)
-    from transforms.constants import CPU_BATCH_TOKENS
     results = {"machine_matmul_flops_per_second": machine_flops, "docs": args.docs, "reps": args.reps,
                "batch_tokens": CPU_BATCH_TOKENS,
                "models": {}, "cosines": {}}

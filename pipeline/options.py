@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from pipeline.presets import PRESET_NAMES
-from transforms.constants import (CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DEFAULT_LONG_TEXT, DEFAULT_OUTPUT_FORMAT,
-                                  DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
+from transforms.constants import (CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, DEFAULT_LONG_TEXT,
+                                  DEFAULT_OUTPUT_FORMAT, DEFAULT_POOLING, DEFAULT_PRECISION, LONG_TEXT_POLICIES,
                                   MAX_BATCH_SIZE, MAX_SEQ_LENGTH, OUTPUT_FORMATS,
                                   PRECISIONS, VECTOR_TYPES, VERSION, EMBEDDING_DTYPES,
                                   CALIBRATION_SAMPLE, MODEL_COPIES_AUTO)

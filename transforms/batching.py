@@ -14,8 +14,9 @@ new ``batch x length`` with nearly every batch. That matters for memory: oneDNN
 (TF's CPU kernels) JIT-compiles and caches kernels per shape, about 2 MB a shape
 here, up to a cap of 1024 primitives per thread, and with a shape per batch that
 cache grew with the corpus until the cap (+280 MB on 40,000 documents; what a
-local run's peak still gains with the corpus: pipeline/local_memory.py). It also suits XLA (``--jit_compile``), which compiles once per shape: there the classes are
-coarser (at least 8, four steps per octave: 25 lengths up to 512).
+local run's peak still gains with the corpus: pipeline/local_memory.py). It also
+suits XLA (``--jit_compile``), which compiles once per shape: there the classes
+are coarser (at least 8, four steps per octave: 25 lengths up to 512).
 
 ``tf.data``'s ``bucket_by_sequence_length`` does the same bucketing for a tf.data input;
 here the elements are Beam elements, and Beam's ``SortAndBatchElements`` buffers a
@@ -50,15 +51,18 @@ def default_batch_tokens() -> int:
     the batches are cut, on the worker, which is the machine that has the GPU or not.
 
     On a CPU a batch of 4,096 padded tokens already runs the encoder's products at
-    full speed, and a larger one only holds more activations: MiniLM at lengths 12
-    to 256 from two threads ran at the same tokens/s within 5% run to run at 4,096
-    as at 8,192 tokens (2-core AMD EPYC, AVX-512), and so did lengths 384 and 512,
-    where the attention budget makes batches of 3 and 2 pieces instead of 7 and 4
-    (5,679-6,027 against 5,712-5,998 tokens/s), and bench's 10x corpus (40,000
-    documents, full batches) took 187 and 193 s against 188 s, at a peak RSS of
-    1,476 and 1,478 MiB against 1,638 MiB. A full 8,192-token MiniLM batch
-    allocates ~120 MB of activations over the weights (TensorFlow's peak-memory
-    counter), and two compute at once (transforms/encode.py). A GPU keeps gaining from larger batches; its default
+    full speed, and a larger one only holds more activations (2-core AMD EPYC,
+    AVX-512, MiniLM, two threads, 4,096 against 8,192 tokens):
+
+    * lengths 12 to 256: the same tokens/s within the 5% of run-to-run noise;
+    * lengths 384 and 512, where the attention budget makes batches of 3 and 2
+      pieces instead of 7 and 4: 5,679-6,027 against 5,712-5,998 tokens/s;
+    * bench's 10x corpus (40,000 documents, full batches): 187 and 193 s against
+      188 s, peak RSS 1,476 and 1,478 MiB against 1,638 MiB.
+
+    A full 8,192-token MiniLM batch allocates ~120 MB of activations over the
+    weights (TensorFlow's peak-memory counter), and two compute at once
+    (transforms/encode.py). A GPU keeps gaining from larger batches; its default
     stays 8,192 (not measured here: no GPU).
     """
     from transforms.text_modules import encoder_device
